@@ -64,6 +64,9 @@ class GpuDevice(ABC):
     # Counter range before it wraps, in mJ; None when it never wraps in practice (NVML's is 64-bit).
     energy_counter_wrap_mj: float | None = None
 
+    # Findings about this GPU's sensors made when it was opened, in words (shown by `wattson doctor`).
+    sensor_notes: list[str] = []  # vendors assign a new list per instance
+
     @abstractmethod
     def energy_mj(self) -> float | None:
         """Cumulative energy counter in mJ since an arbitrary origin; None if the GPU has none.
