@@ -1,0 +1,53 @@
+"""Neovim 0.7, headless, as a second LSP client: Wattson's hover works outside VS Code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lsp_workspace import make_workspace
+
+from wattson.store import History, content_hash
+
+INIT = Path(__file__).parent / "nvim" / "init.lua"
+
+pytestmark = pytest.mark.skipif(shutil.which("nvim") is None,
+                                reason="neovim is not installed (apt-get install neovim; .ci/run does)")
+
+
+def run_nvim(ws: dict, hover_line: int, hover_char: int, optimize: bool = False,
+             extra_env: dict | None = None) -> dict:
+    out = ws["root"] / "nvim-out.json"
+    env = dict(ws["env"])
+    env.update({"WATTSON_NVIM_OUT": str(out), "WATTSON_NVIM_FILE": str(ws["source"]),
+                "WATTSON_NVIM_PYTHON": sys.executable, "WATTSON_NVIM_HOVER_LINE": str(hover_line),
+                "WATTSON_NVIM_HOVER_CHAR": str(hover_char), "WATTSON_NVIM_OPTIMIZE": "1" if optimize else "0",
+                "XDG_STATE_HOME": str(ws["root"] / "nvim-state"), "XDG_DATA_HOME": str(ws["root"] / "nvim-data")})
+    env.update(extra_env or {})
+    subprocess.run(["nvim", "--headless", "--clean", "-u", str(INIT)], env=env, timeout=300,
+                   capture_output=True, cwd=ws["project"])
+    assert out.exists(), "neovim wrote no result"
+    return json.loads(out.read_text())
+
+
+def test_hover_in_neovim():
+    ws = make_workspace()
+    text = ws["source"].read_text()
+    result = {"protocol": "wattson", "device": {"name": "Fake H100"},
+              "energy_j": {"median": 10.0, "ci_low": 9.8, "ci_high": 10.2, "n": 5}, "trials": []}
+    kernels = {"kernels": [{"name": "_Z11copy_kernelPKfPfi", "launches": 10, "gpu_time_s": 0.2,
+                            "time_share": 0.5, "energy_j": 4.5, "energy_ci_j": [4.2, 4.8], "energy_share": 0.45,
+                            "avg_power_w": 222.0, "attributable": True, "reason": ""}]}
+    with History(ws["db"]) as h:
+        h.add_profile(source_path=str(ws["source"].resolve()), source_hash=content_hash(text), result=result,
+                      kernels=kernels)
+    line = next(i for i, s in enumerate(text.splitlines()) if "void copy_kernel" in s)
+    got = run_nvim(ws, line, text.splitlines()[line].index("copy_kernel") + 1)
+    assert got.get("initialized") is True
+    assert "4.5 J" in got.get("hover", ""), got
+    assert "222 W" in got["hover"]
