@@ -40,7 +40,9 @@ def _agent_rows(where: str, prefix: list[str] | None, probe_s: float) -> tuple[l
                     rows.append(_row(f"{where}: CUPTI", "ok" if version else "warn", version or "not found",
                                      "" if version else "per-kernel energy (--kernels) needs CUDA's CUPTI"))
                     continue
-                rows.append(_row(f"{where}: {name}", "ok" if version else "missing",
+                # hipcc is only expected on AMD hosts: its absence is a note, not a fault.
+                absent = "warn" if name == "hipcc" else "missing"
+                rows.append(_row(f"{where}: {name}", "ok" if version else absent,
                                  version or "not found",
                                  "" if version else f"install {name} or put it on PATH to build "
                                  + ("CUDA" if name == "nvcc" else "HIP") + " programs here"))
