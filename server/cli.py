@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[red]error:[/] internal error: {type(exc).__name__}: {exc}\n"
                       "Re-run with WATTSON_DEBUG=1 for a traceback and report it.")
             return EXIT_FAILURE
-        err.print(f"[red]error:[/] {user}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(user))}", highlight=False)
         if user.detail:
             err.print(user.detail.rstrip(), markup=False, highlight=False)
         return user.exit_code
