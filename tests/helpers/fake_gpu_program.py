@@ -1,0 +1,45 @@
+"""Plays a GPU program against the scripted fake GPU (profilers/fake.py).
+
+    python fake_gpu_program.py --load-file F --seconds S [--work 1.05] [--exit N] [--print PASS]
+
+Sets the fake GPU's load to 1 by writing "1" to F, stays busy for S * work seconds, sets the load
+back to 0, prints, and exits with code N. The fake's counter and power follow the load file, so a
+run's true energy is known: busy_w * S * work, plus whatever idle time surrounds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def set_load(path: str, value: str) -> None:
+    # Replace the file atomically: the fake reads it every 2 ms and must never see it half written.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(value)
+    os.replace(tmp, path)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--load-file", required=True)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--work", type=float, default=1.0, help="multiplies --seconds: 1.10 is 10 %% more work")
+    p.add_argument("--exit", type=int, default=0, dest="exit_code")
+    p.add_argument("--print", default=None, dest="text", help="printed after the work")
+    args = p.parse_args()
+    set_load(args.load_file, "1")
+    try:
+        time.sleep(args.seconds * args.work)
+    finally:
+        set_load(args.load_file, "0")
+    if args.text is not None:
+        print(args.text, flush=True)
+    return args.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
