@@ -105,7 +105,7 @@ def _budget_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
-    from .console import kernels_table, profile_bar_title, profile_table, progress_bar
+    from .console import busy_window_line, kernels_table, profile_bar_title, profile_table, progress_bar
     from .measure import budget_from, load_config_for, profile_target, start_agent, target_for_file
 
     path = Path(args.file)
@@ -129,6 +129,7 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     console.print(profile_table(result, f"Energy profile of {target.label}"))
     if result.get("kernels"):
         console.print(kernels_table(result["kernels"]))
+        console.print(busy_window_line(result))
     for w in result.get("warnings") or []:
         console.print(f"[yellow]warning:[/] {w}")
     return 0

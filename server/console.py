@@ -138,3 +138,15 @@ def progress_bar(console: Console, description: str, enabled: bool = True):
 
 def profile_bar_title(label: str) -> str:
     return f"Measuring {Path(label).name}"
+
+
+def busy_window_line(result: dict) -> str:
+    """GPU busy-window energy beside whole-process energy: set-up and CPU checks often dominate."""
+    k = result.get("kernels") or {}
+    whole = (result.get("energy_j") or {}).get("median")
+    busy_j, busy_s = k.get("busy_window_energy_j"), k.get("busy_window_s")
+    if busy_j is None or busy_s is None:
+        return "GPU busy window: energy not separable at the sensor's resolution" + (
+            f" ({busy_s:.3g} s busy)" if busy_s else "")
+    share = f", {100 * busy_j / whole:.0f} % of the whole process's {whole:.3g} J" if whole else ""
+    return f"GPU busy window (first kernel start to last kernel end): {busy_j:.3g} J over {busy_s:.3g} s{share}"

@@ -184,7 +184,7 @@ def test_trace_maps_cupti_time_onto_the_monotonic_clock():
     assert kernel.symbol == "_ZN2ns5scaleIfLi2EEEvPT_S1_i"
     assert (kernel.grid, kernel.block, kernel.stream, kernel.device, kernel.correlation_id) == (
         (128, 1, 1), (256, 1, 1), 7, 0, 3)
-    assert (memcpy.kind, memcpy.name, memcpy.bytes) == ("memcpy", "[CUDA memcpy HtoD]", 4096)
+    assert (memcpy.kind, memcpy.name, memcpy.size_bytes) == ("memcpy", "[CUDA memcpy HtoD]", 4096)
     assert memcpy.start_s == pytest.approx(1010.0 - 10.0 * drift_per_s, abs=1e-9)
     assert (memset.kind, memset.name) == ("memset", "[CUDA memset]")
     assert (plain.name, plain.device, plain.start_s) == ("plain", 1, pytest.approx(2000.0 + 5e-9, abs=1e-9))

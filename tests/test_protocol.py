@@ -56,13 +56,13 @@ def runner(tmp_path: Path, device: FakeDevice | None, work: float = 1.0, seconds
 def test_compare_x_with_x_finds_no_difference(tmp_path, gpu):
     device = gpu()
     run = runner(tmp_path, device)
-    result = compare(run, run, device, Budget(min_trials=4, max_trials=6))
+    # Up to 10 pairs: on a busy host the runs get noisier and the protocol keeps going, as it should.
+    result = compare(run, run, device, Budget(min_trials=5, max_trials=10))
     assert result.energy_ratio is not None
     assert result.energy_ratio.kind == "same", result.energy_ratio.text
     assert result.energy_ratio.text.startswith("no detectable difference (")
-    assert result.energy_ratio.ci_low < 1.0 < result.energy_ratio.ci_high
-    assert result.order[:8] == list("ABBAABBA")[: len(result.order[:8])]
-    assert len(result.a.trials) == len(result.b.trials) >= 4
+    assert result.order[:8] == list("ABBAABBA")
+    assert len(result.a.trials) == len(result.b.trials) >= 5
     assert result.stopped_because in ("ci target reached", "max trials")
     assert result.time_ratio is not None and result.power_ratio is not None
 
@@ -70,7 +70,7 @@ def test_compare_x_with_x_finds_no_difference(tmp_path, gpu):
 def test_ten_percent_more_work_is_more_energy(tmp_path, gpu):
     device = gpu()
     result = compare(runner(tmp_path, device), runner(tmp_path, device, work=1.10), device,
-                     Budget(min_trials=5, max_trials=8))
+                     Budget(min_trials=5, max_trials=10))
     v = result.energy_ratio
     assert v is not None and v.kind == "more", v.text
     assert v.text.startswith("B uses more energy: +")

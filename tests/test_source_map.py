@@ -68,11 +68,13 @@ __global__ void spec<float>(float* x) { x[0] = 1.0f; }
 @pytest.fixture(params=["tree-sitter", "fallback"])
 def finder_mode(request, monkeypatch):
     """Each finder test runs with the grammar and with the regex fallback (as on a host without it)."""
+    source_map._cached_definitions.cache_clear()
     if request.param == "fallback":
         monkeypatch.setattr(source_map, "_parser", lambda: None)
     else:
         pytest.importorskip("tree_sitter_cuda")
-    return request.param
+    yield request.param
+    source_map._cached_definitions.cache_clear()
 
 
 def _by_name(defs):

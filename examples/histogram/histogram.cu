@@ -2,7 +2,7 @@
 //
 // Usage: histogram [values] [passes]
 //   values  number of input values (default 67108864)
-//   passes  times the histogram and reduction are taken over the data (default 1200); counts and
+//   passes  times the histogram and reduction are taken over the data (default 300); counts and
 //           sums accumulate over the passes
 //
 // The data are generated on the GPU from a fixed seed: each value is the sum of two uniform 12-bit
@@ -175,7 +175,7 @@ static int usage(const char* why) {
 }
 
 int main(int argc, char** argv) {
-  long long args[2] = {1ll << 26, 1200};
+  long long args[2] = {1ll << 26, 300};
   if (argc > 3) return usage("too many arguments");
   for (int k = 1; k < argc; ++k) {
     char* end = nullptr;

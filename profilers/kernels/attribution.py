@@ -11,8 +11,8 @@ with Q_k the board power while k runs and Q_gap the power between kernels, fitte
 least squares, each window weighted by its length. A kernel's energy is Q_k × its charged time.
 (Written with powers per state rather than "idle + Σ P_k s_ik", the model stays identifiable when
 the GPU is never idle during the run.) The sensor's lag behind the sampler is chosen by the best
-fit among 0–200 ms. Uncertainty: a moving-block bootstrap over windows (1 s blocks), 95 %
-percentile intervals.
+fit among −40–200 ms. Uncertainty: a block bootstrap over windows (1 s blocks), 95 % percentile
+intervals.
 
 What it will not do is invent a number. A kernel is "unattributable" when
 - its share moves in step with another kernel's (or with the gaps) in every window, so no window
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .nnls import SingularMatrix, invert, nnls_gram, solve_linear
@@ -34,12 +35,14 @@ from .timeline import ChargedTime, PowerWindow, integrate_w, power_windows, sens
 from .trace import KernelRecord
 
 GAP = "(GPU idle between kernels)"
-_COARSE_LAGS_S = [i * 0.02 for i in range(11)]
+# Candidate sensor lags. Negative ones fit a reading that samples the middle of its period rather
+# than averaging the period before it.
+_COARSE_LAGS_S = [i * 0.02 for i in range(-2, 11)]
 
 
 @dataclass
 class AttributionSettings:
-    sensor_lag_s: float | None = None  # None: pick the best fit in 0..200 ms
+    sensor_lag_s: float | None = None  # None: pick the best fit in -40..200 ms
     bootstrap_replicates: int = 200
     block_s: float = 1.0  # bootstrap block length
     max_vif: float = 100.0  # above this a column is inseparable from the others
@@ -153,7 +156,7 @@ class _Design:
     fitted_share: list[float]  # of each window, before folded time was spread over the rest
 
     def spread_factor(self, j: int) -> float:
-        """How much folded time column j took on: its spread time over its own time, in the windows."""
+        """How much folded time column j took on: (its own + its spread share) / its own, over the windows."""
         own = sum(w * row.get(j, 0.0) * f for row, w, f in zip(self.rows, self.weights, self.fitted_share,
                                                                   strict=True))
         spread = sum(w * row.get(j, 0.0) for row, w in zip(self.rows, self.weights, strict=True))
@@ -241,7 +244,6 @@ def _worst_collinear(design: _Design, n: int, max_vif: float) -> tuple[int, int]
         vif = [sub[i][i] * inv[i][i] for i in range(len(live))]
     except SingularMatrix:
         vif = [math.inf] * len(live)
-        inv = None
     worst = max(range(len(live)), key=lambda i: vif[i])
     if vif[worst] <= max_vif:
         return None
@@ -255,7 +257,10 @@ def _worst_collinear(design: _Design, n: int, max_vif: float) -> tuple[int, int]
     return live[worst], live[others[partner]]
 
 
-def _select_lag(windows_for, charged: ChargedTime, columns: list[_Column]) -> float:
+def _select_lag(windows_for: Callable[[float], list[PowerWindow]], charged: ChargedTime,
+                columns: list[_Column]) -> float:
+    """The sensor lag whose windows the model fits best."""
+
     def rms(lag: float) -> float:
         design = _design(windows_for(lag), charged, columns)
         if len(design.rows) < 3:
@@ -264,7 +269,7 @@ def _select_lag(windows_for, charged: ChargedTime, columns: list[_Column]) -> fl
         return normal.solve()[1] / normal.weight if normal.weight else math.inf
 
     best = min(_COARSE_LAGS_S, key=rms)
-    fine = [best + d * 0.005 for d in (-3, -2, -1, 0, 1, 2, 3) if best + d * 0.005 >= 0]
+    fine = [best + d * 0.005 for d in (-3, -2, -1, 0, 1, 2, 3)]
     return min(fine, key=rms)
 
 
@@ -328,20 +333,20 @@ def attribute_energy(records: list[KernelRecord], timeline: list[tuple[float, fl
     columns = [_Column(n, [n], charged.total_s(n)) for n in order]
     if gap_s > 0:
         columns.append(_Column(GAP, [GAP], gap_s))
-    if len(windows_for(0.0)) < max(cfg.min_windows, 2 * len(columns)):
-        return _unattributable(report, f"the GPU was busy {busy_window_s:.2g} s, only "
-                               f"{len(windows_for(0.0))} power-sensor windows (the sensor updates every "
-                               f"{1000 * period:.0f} ms): run the program longer or loop it")
+    # Columns with less time than one sensor period cannot be fitted: fold them into the rest.
+    folded: dict[str, str] = {}
+    for col in list(columns):
+        if col.total_s < period and len(columns) > 1:
+            columns.remove(col)
+            folded[col.name] = f"too little GPU time ({_ms(col.total_s)}) to fit on its own"
+    available = len(windows_for(0.0))
+    if available < max(cfg.min_windows, 2 * len(columns)):
+        return _unattributable(report, f"the GPU was busy {busy_window_s:.2g} s, only {available} "
+                               f"power-sensor windows (the sensor updates every {1000 * period:.0f} ms): run "
+                               "the program longer or loop it")
 
     # Inseparable columns: fold the small ones into the rest, merge the others into groups.
-    folded: dict[str, str] = {}
     merged: dict[str, str] = {}
-    min_fit_s = period
-    for col in list(columns):
-        if col.total_s < min_fit_s and len(columns) > 1:
-            columns.remove(col)
-            for m in col.members:
-                folded[m] = f"too little GPU time ({_ms(col.total_s)}) to fit on its own"
     lag = cfg.sensor_lag_s if cfg.sensor_lag_s is not None else 0.0
     while len(columns) > 1:
         design = _design(windows_for(lag), charged, columns)

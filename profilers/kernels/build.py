@@ -24,7 +24,7 @@ SOURCE = Path(__file__).with_name("inject.c")
 _BUILD_TIMEOUT_S = 120.0
 _CUPTI_HINT = (
     "install the CUDA toolkit's CUPTI (it ships with the toolkit: extras/CUPTI or include/cupti.h "
-    "and lib64/libcupti.so; on Debian/Ubuntu also the package nvidia-cupti) or set CUDA_HOME to the "
+    "and lib64/libcupti.so; on Debian/Ubuntu also the package libcupti-dev) or set CUDA_HOME to the "
     "toolkit, or run without --kernels"
 )
 

@@ -216,6 +216,7 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
 }
 
 static void at_exit(void) {
+    if (getpid() != trace_pid) return; /* a forked child: CUDA is not usable there, and not ours */
     CUptiResult r = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     text_t t = {0};
     if (r != CUPTI_SUCCESS)

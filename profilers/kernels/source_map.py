@@ -147,7 +147,7 @@ def demangled_param_types(symbol: str) -> list[str] | None:
 
 
 _IGNORED_TYPE_WORDS = {"const", "volatile", "__restrict__", "__restrict", "restrict", "struct", "class",
-                       "typename", "enum", "__grid_constant__", "unsigned_"}
+                       "typename", "enum", "__grid_constant__"}
 
 
 def _normal_type(text: str) -> str:
@@ -375,9 +375,13 @@ def _regex_kernel_at(text: str, start: int, pos: int, lines: _Lines) -> KernelDe
                      param_types=[_drop_param_name(p) for p in params], template_params=template_params)
 
 
+_TEMPLATE_LOOKBACK = 4000
+
+
 def _template_prefix(text: str, start: int) -> tuple[int, list[str]]:
     """If `template <...>` (and specifiers) precede offset `start`, its offset and parameter names."""
-    head = text[:start].rstrip()
+    base = max(0, start - _TEMPLATE_LOOKBACK)  # anchored searches on the whole prefix would be quadratic
+    head = text[base:start].rstrip()
     while True:
         m = re.search(r'(?:\b(?:static|inline|__forceinline__|__noinline__|extern)|"\s*")\s*$', head)
         if not m:
@@ -397,7 +401,7 @@ def _template_prefix(text: str, start: int) -> tuple[int, list[str]]:
                     return start, []
                 names = [re.findall(r"[A-Za-z_]\w*", p.split("=")[0])[-1:]
                          for p in _split_top(head[i + 1 : -1], ",")]
-                return before.start(), [n[0] for n in names if n]
+                return base + before.start(), [n[0] for n in names if n]
     return start, []
 
 
@@ -418,19 +422,26 @@ def _parser():
         return None
 
 
-def _walk(node) -> Iterator:
+def _walk(node, skip: frozenset[str] = frozenset()) -> Iterator:
+    """Nodes in document order; the insides of `skip` node types are not entered."""
     stack = [node]
     while stack:
         n = stack.pop()
         yield n
-        stack.extend(reversed(n.children))
+        if n.type not in skip:
+            stack.extend(reversed(n.children))
+
+
+# Kernels are defined at namespace scope: function bodies and parameter lists need no search.
+_NO_KERNELS_INSIDE = frozenset({"compound_statement", "parameter_list", "field_declaration_list",
+                                "initializer_list", "argument_list"})
 
 
 def _tree_sitter_kernels(parser, text: str) -> list[KernelDef]:
     data = text.encode("utf-8", errors="replace")
     tree = parser.parse(data)
     found: list[KernelDef] = []
-    for node in _walk(tree.root_node):
+    for node in _walk(tree.root_node, _NO_KERNELS_INSIDE):
         if node.type != "function_definition" or not any(c.type == "__global__" for c in node.children):
             continue
         declarator = node.child_by_field_name("declarator")
@@ -558,6 +569,12 @@ def find_kernel_definitions(source: str) -> list[KernelDef]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_definitions(text: str) -> tuple[KernelDef, ...]:
+    """One parse per source text, however many kernels are looked up in it."""
+    return tuple(find_kernel_definitions(text))
+
+
 def _match_score(kernel: KernelDef, symbol_types: list[str] | None, symbol_scope: str) -> tuple[int, ...]:
     count_ok = symbol_types is None or len(symbol_types) == len(kernel.param_types)
     types = 0
@@ -583,7 +600,7 @@ def locate_kernel_definition(symbol: str, sources: dict[str, str]) -> tuple[str,
     types = demangled_param_types(symbol)
     best: tuple[tuple[int, ...], str, KernelDef] | None = None
     for path, text in sources.items():
-        for kernel in find_kernel_definitions(text):
+        for kernel in _cached_definitions(text):
             if kernel.name != base:
                 continue
             score = _match_score(kernel, types, scope)

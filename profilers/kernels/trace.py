@@ -39,7 +39,7 @@ class KernelRecord:
     symbol: str = ""  # the name as CUPTI reported it (mangled for C++ kernels)
     correlation_id: int = 0
     pid: int = 0
-    bytes: int = 0  # memcpy/memset size
+    size_bytes: int = 0  # memcpy/memset size
 
     @property
     def duration_s(self) -> float:
@@ -186,9 +186,9 @@ def _record_fields(tag: str, parts: list[str]) -> dict:
                 "block": (int(parts[11]), int(parts[12]), int(parts[13]))}
     if tag == "M":
         name = f"[CUDA memcpy {_MEMCPY_KINDS.get(int(parts[8]), 'other')}]"
-        return {**common, "kind": "memcpy", "symbol": name, "name": name, "bytes": int(parts[9])}
+        return {**common, "kind": "memcpy", "symbol": name, "name": name, "size_bytes": int(parts[9])}
     return {**common, "kind": "memset", "symbol": "[CUDA memset]", "name": "[CUDA memset]",
-            "bytes": int(parts[8])}
+            "size_bytes": int(parts[8])}
 
 
 def _demangle(symbol: str) -> str:
