@@ -31,6 +31,12 @@ STUCK_COUNTER_MIN_S = 0.25
 THROTTLE_POLL_EVERY = 5  # samples between reads of the throttle reasons (~0.1 s at the default period)
 # Counter and power timeline are compared on windows at least this long, where edge lag is small.
 CROSS_CHECK_MIN_S = 1.0
+# The energy counter only moves when the driver updates it (every ~100 ms on an H100). A window
+# read at arbitrary times is off by up to one update period of energy at each edge: a 1 s program
+# then reads as one of two values ~12 J apart. So the window is aligned to counter updates: the
+# program starts right after an update, and the end is taken at the first update after exit, minus
+# the tail between exit and that update, priced at the power the counter shows over the next update.
+TICK_WAIT_CAP_S = 0.3
 CROSS_CHECK_FACTOR = 2.0
 _READ_CHUNK = 65536
 
@@ -290,6 +296,44 @@ def _read_counter(device: GpuDevice | None) -> tuple[float | None, str | None]:
         return None, str(e)
 
 
+def _next_counter_update(device: GpuDevice, after_mj: float,
+                         cap_s: float = TICK_WAIT_CAP_S) -> tuple[float, float] | None:
+    """Poll until the counter moves past `after_mj`: (new value, monotonic time seen), or None."""
+    deadline = time.monotonic() + cap_s
+    while time.monotonic() < deadline:
+        try:
+            value = device.energy_mj()
+        except DeviceError:
+            return None
+        if value is None:
+            return None
+        if value != after_mj:
+            return value, time.monotonic()
+        time.sleep(0.0005)  # NVML reads take ~3 ms themselves; this only spares fast fakes a spin
+    return None
+
+
+def _tick_aligned_end_mj(device: GpuDevice, start_mj: float, exit_mj: float, exit_s: float) -> float:
+    """The counter value at the program's exit, reconstructed from the next two counter updates.
+
+    Falls back to the plain read at exit when the counter does not update within the cap (stuck
+    sensors are then reported by _energy)."""
+    first = _next_counter_update(device, exit_mj)
+    if first is None:
+        return exit_mj
+    second = _next_counter_update(device, first[0])
+    if second is None or second[1] <= first[1]:
+        return exit_mj
+    wrap = device.energy_counter_wrap_mj
+    try:
+        tail_power_mw = counter_delta_mj(first[0], second[0], wrap) / (second[1] - first[1])
+        window_mj = counter_delta_mj(start_mj, first[0], wrap)
+    except DeviceError:
+        return exit_mj
+    tail_mj = tail_power_mw * max(0.0, first[1] - exit_s)
+    return start_mj + max(0.0, window_mj - tail_mj)
+
+
 def _live_group_members(pgid: int) -> list[int]:
     """Processes of the group that still run (zombies excluded: they hold no GPU and burn nothing)."""
     members = []
@@ -355,6 +399,10 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
     warnings: list[str] = []
     state_start = _state(device, warnings)
     energy_start, counter_error = _read_counter(device)
+    if energy_start is not None:
+        tick = _next_counter_update(device, energy_start)
+        if tick is not None:
+            energy_start = tick[0]
     sampler = _PowerSampler(device, sample_period_s)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -393,6 +441,8 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
             exited.wait()
             break
     end_s, energy_end, end_error = waiter.end_s, waiter.energy_mj, waiter.error
+    if energy_start is not None and energy_end is not None and not (timed_out or cancelled):
+        energy_end = _tick_aligned_end_mj(device, energy_start, energy_end, end_s)
     sampler.stop()
 
     if not (timed_out or cancelled):

@@ -265,3 +265,18 @@ def test_timeline_helpers():
     assert integrate_timeline_mj([(0.5, 100.0), (1.5, 100.0)], 2.0) == pytest.approx(200.0)
     assert integrate_timeline_mj([(0.0, 0.0), (1.0, 100.0)], 1.0) == pytest.approx(50.0)
     assert integrate_timeline_mj([], 1.0) is None
+
+
+def test_window_is_aligned_to_counter_updates(tmp_path, make_device):
+    """With an H100-like 100 ms counter, plain edge reads of a 0.25 s busy run scatter by up to one
+    update of busy energy (35 J here); aligned to updates, the runs agree within a few joules."""
+    device = make_device(counter_period_s=0.1, settle_s=0.0)
+    cmd = f"{sys.executable} {HELPER} --load-file {tmp_path / 'load'} --seconds 0.25"
+    energies_j = []
+    for _ in range(5):
+        m = measured_run(cmd, cwd=tmp_path, device=device, timeout_s=10)
+        assert m.energy_source == "counter"
+        energies_j.append(m.energy_mj / 1000)
+        # True energy: 0.25 s busy at 350 W plus the process's start-up and exit at 70 W.
+        assert 350 * 0.25 * 0.97 <= m.energy_mj / 1000 <= 350 * 0.25 + 70 * (m.duration_s - 0.25) + 8
+    assert max(energies_j) - min(energies_j) < 12, energies_j

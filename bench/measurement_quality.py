@@ -1,0 +1,218 @@
+"""Measurement quality on a real GPU: the figures behind docs/benchmarks.md.
+
+Run on a GPU host (after `. bench/device_setup.sh` there, or with wattson installed):
+
+    python bench/measurement_quality.py --phase xx      --programs all          --out results.jsonl
+    python bench/measurement_quality.py --phase known   --programs layout,jacobi2d --repeat 5
+    python bench/measurement_quality.py --phase lassi   --programs layout,jacobi2d --repeat 5
+    python bench/measurement_quality.py --phase overhead --programs jacobi2d
+
+Programs are our examples (examples/NAME/NAME.cu) and HeCBench apps (--hec DIR pointing at a
+checkout's src/; fetched separately, never part of this repository). Each result is one JSON line,
+appended as soon as it is known, so a run cut short keeps what it finished.
+
+Phases:
+  xx        `compare X X`: the verdict must be "no detectable difference", CI half-width <= 2 %, wall <= 90 s.
+  known     X vs X followed by a calibrated burner (bench/burner.cu) that adds +5 % / +10 % energy; the
+            planted ratio (from the burner's own measured energy) must lie inside the CI, verdict "more".
+  lassi     the same X and X+10 % with --protocol lassi-ee, one figure per run: spread, bias, wall time.
+  overhead  the program's wall time with and without the power sampler thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from wattson.measure import Target, compare_targets, profile_target  # noqa: E402
+from wattson.project import resolve_program  # noqa: E402
+from wattson.runner import AgentClient  # noqa: E402
+
+EXAMPLES = ("jacobi2d", "nbody", "histogram", "spmv")
+HEC_APPS = {"jacobi": "main.cu", "floydwarshall": "main.cu", "layout": "main.cu", "colorwheel": "main.cu",
+            "matrix-rotate": "main.cu", "stencil1d": "stencil_1d.cu"}
+BURNER = (REPO / "bench" / "burner.cu").read_text()
+
+
+def target_for(name: str, hec: Path | None) -> Target:
+    if name in EXAMPLES:
+        path = REPO / "examples" / name / f"{name}.cu"
+    elif name in HEC_APPS and hec is not None:
+        path = hec / f"{name}-cuda" / HEC_APPS[name]
+    else:
+        raise SystemExit(f"unknown program {name!r} (or --hec missing for a HeCBench app)")
+    program = resolve_program(path, None)
+    return Target(label=name, program=program)
+
+
+def with_burner(target: Target, iterations: int) -> Target:
+    p = json.loads(json.dumps(target.program))
+    workdir = p.get("workdir") or "."
+    key = "wattson_burner.cu" if workdir in ("", ".") else f"{workdir}/wattson_burner.cu"
+    p["files"][key] = {"text": BURNER}
+    build = p.get("build") or "true"
+    p["build"] = f"({build}) && nvcc -O3 -arch=$WATTSON_ARCH -o wattson_burner wattson_burner.cu"
+    p["run"] = f"{p['run']} && ./wattson_burner {iterations}"
+    return Target(label=f"{target.label}+burner({iterations})", program=p)
+
+
+def burner_alone(iterations: int) -> Target:
+    program = {"name": "burner", "files": {"wattson_burner.cu": {"text": BURNER}},
+               "build": "nvcc -O3 -arch=$WATTSON_ARCH -o wattson_burner wattson_burner.cu",
+               "run": f"./wattson_burner {iterations}", "workdir": ".", "run_timeout_s": 120,
+               "build_timeout_s": 300, "env": {}, "source_file": "wattson_burner.cu"}
+    return Target(label=f"burner({iterations})", program=program)
+
+
+def emit(out: Path, record: dict) -> None:
+    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with out.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+def summary(result: dict) -> dict:
+    def est(d):
+        return {k: d.get(k) for k in ("median", "ci_low", "ci_high", "n")} if d else None
+
+    out = {"wall_s": result.get("wall_s"), "warnings": result.get("warnings")}
+    if "energy_ratio" in result:
+        v = result["energy_ratio"]
+        out.update(kind=v.get("kind"), ratio=v.get("ratio"), ci_low=v.get("ci_low"), ci_high=v.get("ci_high"),
+                   text=v.get("text"), a_energy=est(result["a"].get("energy_j")),
+                   b_energy=est(result["b"].get("energy_j")), a_time=est(result["a"].get("duration_s")),
+                   a_trials=len(result["a"].get("trials") or []),
+                   b_trials=len(result["b"].get("trials") or []))
+        if v.get("ci_low") is not None and v.get("ci_high") is not None:
+            out["ci_half_width"] = (v["ci_high"] - v["ci_low"]) / 2
+    else:
+        out.update(energy=est(result.get("energy_j")), duration=est(result.get("duration_s")),
+                   trials=len(result.get("trials") or []), energies_j=[t.get("energy_mj", 0) / 1000 for t in
+                                                                      result.get("trials") or []])
+    return out
+
+
+def phase_xx(agent, names, hec, budget, out):
+    for name in names:
+        t = target_for(name, hec)
+        t0 = time.monotonic()
+        r = compare_targets(agent, t, t, budget=budget)
+        emit(out, {"phase": "xx", "program": name, "elapsed_s": time.monotonic() - t0, **summary(r)})
+
+
+def calibrate_burner(agent, budget) -> tuple[float, float]:
+    """Energy of a burner run = a + b * iterations (J), from two measured points."""
+    points = []
+    for n in (200, 2000):
+        r = profile_target(agent, burner_alone(n), budget=budget)
+        points.append((n, r["energy_j"]["median"]))
+    (n1, e1), (n2, e2) = points
+    b = (e2 - e1) / (n2 - n1)
+    return e1 - b * n1, b
+
+
+def phase_known(agent, names, hec, budget, out, repeat):
+    a_j, b_j = calibrate_burner(agent, budget)
+    emit(out, {"phase": "calibration", "burner_fixed_j": a_j, "burner_j_per_iteration": b_j})
+    for name in names:
+        t = target_for(name, hec)
+        base = profile_target(agent, t, budget=budget)["energy_j"]["median"]
+        for pct in (5, 10):
+            iterations = max(1, round((pct / 100 * base - a_j) / b_j))
+            planted = 1 + (a_j + b_j * iterations) / base
+            plus = with_burner(t, iterations)
+            for i in range(repeat):
+                t0 = time.monotonic()
+                r = compare_targets(agent, t, plus, budget=budget)
+                s = summary(r)
+                emit(out, {"phase": "known", "program": name, "target_pct": pct, "iterations": iterations,
+                           "planted_ratio": planted, "repeat": i, "elapsed_s": time.monotonic() - t0,
+                           "detected": s.get("kind") == "more",
+                           "planted_inside_ci": s.get("ci_low", 9) <= planted <= s.get("ci_high", 0), **s})
+
+
+def phase_lassi(agent, names, hec, budget, out, repeat):
+    a_j, b_j = calibrate_burner(agent, budget)
+    for name in names:
+        t = target_for(name, hec)
+        base = profile_target(agent, t, budget=budget)
+        base_j = base["energy_j"]["median"]
+        iterations = max(1, round((0.10 * base_j - a_j) / b_j))
+        planted = 1 + (a_j + b_j * iterations) / base_j
+        plus = with_burner(t, iterations)
+        emit(out, {"phase": "lassi-reference", "program": name, **summary(base)})
+        for i in range(repeat):
+            for label, tgt in (("x", t), ("x+10%", plus)):
+                t0 = time.monotonic()
+                r = profile_target(agent, tgt, budget=budget, protocol="lassi-ee")
+                emit(out, {"phase": "lassi", "program": name, "variant": label, "repeat": i,
+                           "planted_ratio": planted if label != "x" else 1.0,
+                           "elapsed_s": time.monotonic() - t0, **summary(r)})
+
+
+def phase_overhead(names, hec, out, repeat):
+    """Wall time of the program alone vs under measured_run's sampler (interleaved)."""
+    from wattson.profilers.device import open_devices
+    from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build
+    from wattson.profilers.run import measured_run
+
+    device = open_devices()[0]
+    for name in names:
+        spec = ProgramSpec.from_dict(target_for(name, hec).program)
+        job = JobDir(spec)
+        arch = gpu_arch(device)
+        build = run_build(spec, job, arch=arch)
+        if not build.ok:
+            emit(out, {"phase": "overhead", "program": name, "error": build.output[-2000:]})
+            continue
+        env = {**os.environ, **job_env(spec, arch, device)}
+        cwd = job.run_dir
+        plain, sampled = [], []
+        for _ in range(repeat):
+            t0 = time.monotonic()
+            subprocess.run(spec.run, shell=True, cwd=cwd, env=env, capture_output=True)
+            plain.append(time.monotonic() - t0)
+            m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
+            sampled.append(m.duration_s)
+        emit(out, {"phase": "overhead", "program": name, "plain_s": plain, "sampled_s": sampled,
+                   "overhead_pct": 100 * (statistics.median(sampled) / statistics.median(plain) - 1)})
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--phase", required=True, choices=["xx", "known", "lassi", "overhead"])
+    p.add_argument("--programs", default="all")
+    p.add_argument("--hec", type=Path, default=None, help="HeCBench src/ folder (fetched separately)")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("measurement_quality.jsonl"))
+    p.add_argument("--max-wall-s", type=float, default=90)
+    p.add_argument("--max-trials", type=int, default=30)
+    args = p.parse_args()
+    names = list(EXAMPLES) + (list(HEC_APPS) if args.hec else []) if args.programs == "all" \
+        else args.programs.split(",")
+    budget = {"min_trials": 5, "max_trials": args.max_trials, "max_wall_s": args.max_wall_s,
+              "target_ci_half_width": 0.02}
+    if args.phase == "overhead":
+        phase_overhead(names, args.hec, args.out, args.repeat)
+        return 0
+    with AgentClient.start(None) as agent:
+        if args.phase == "xx":
+            phase_xx(agent, names, args.hec, budget, args.out)
+        elif args.phase == "known":
+            phase_known(agent, names, args.hec, budget, args.out, args.repeat)
+        else:
+            phase_lassi(agent, names, args.hec, budget, args.out, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,440 @@
+#!/usr/bin/env node
+// End-to-end test of the Wattson extension in a real VS Code: code-server, driven through headless
+// Chromium by playwright-core. It installs the packaged .vsix into a throw-away profile, opens a
+// copy of a workspace with a .cu file, and checks what a user would see. Screenshots go to the
+// artifacts folder; look at them.
+//
+//   node e2e/run-e2e.mjs [--scenario=optimize|profile|server-missing] [--vsix=PATH] [--artifacts=DIR] [--keep]
+//
+// Scenarios:
+//   optimize        "Wattson: Optimize for Energy": progress, refactor preview, apply, code lens
+//   profile         "Wattson: Profile Energy" cancelled, then run to the end: the status bar shows joules
+//   server-missing  no server installed: the "did not start" message, its Show Output button, the palette
+//
+// Environment:
+//   WATTSON_E2E_SERVER_CMD  JSON array that starts the language server (required but for server-missing)
+//   WATTSON_E2E_WORKSPACE   folder to open (copied first); default: e2e/fixture
+//   WATTSON_E2E_FILE        file to open in it, relative; default: the first .cu file
+//   WATTSON_E2E_TIMEOUT_S   how long the optimize job may take; default 300
+//   CODE_SERVER             code-server launcher; default /opt/cs/node_modules/.bin/code-server
+//   CODE_SERVER_NODE_DIR    folder with Node 24 for code-server; default /opt/node24/node_modules/node/bin
+//   CHROMIUM                browser; default /usr/bin/chromium
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const extensionRoot = path.resolve(here, "..");
+
+const options = Object.fromEntries(
+  process.argv.slice(2).map((arg) => {
+    const [key, value] = arg.replace(/^--/, "").split("=");
+    return [key, value ?? true];
+  }),
+);
+const scenario = options.scenario ?? "optimize";
+const artifacts = path.resolve(options.artifacts ?? path.join(here, "artifacts"), scenario);
+const codeServer = process.env.CODE_SERVER ?? "/opt/cs/node_modules/.bin/code-server";
+const codeServerNodeDir = process.env.CODE_SERVER_NODE_DIR ?? "/opt/node24/node_modules/node/bin";
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const jobTimeoutMs = Number(process.env.WATTSON_E2E_TIMEOUT_S ?? 300) * 1000;
+const uiTimeoutMs = 90_000;
+
+const results = [];
+let shotCount = 0;
+
+function fail(message) {
+  console.error(`run-e2e: ${message}`);
+  process.exit(2);
+}
+
+async function step(name, action) {
+  const started = Date.now();
+  try {
+    await action();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (error) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}: ${error instanceof Error ? error.message.split("\n")[0] : error}`);
+    throw error;
+  }
+}
+
+async function screenshot(page, name) {
+  shotCount++;
+  const file = path.join(artifacts, `${String(shotCount).padStart(2, "0")}-${name}.png`);
+  await page.screenshot({ path: file });
+  console.log(`     screenshot ${path.relative(process.cwd(), file)}`);
+}
+
+function newestVsix() {
+  if (typeof options.vsix === "string") {
+    return path.resolve(options.vsix);
+  }
+  const packages = readdirSync(extensionRoot)
+    .filter((name) => /^wattson-.*\.vsix$/.test(name))
+    .map((name) => path.join(extensionRoot, name))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  if (packages.length === 0) {
+    fail("no wattson-*.vsix here: run `npm run package` first, or pass --vsix=PATH.");
+  }
+  return packages[0];
+}
+
+function serverCommand() {
+  if (scenario === "server-missing") {
+    return ["wattson-e2e-no-such-server", "serve"];
+  }
+  const raw = process.env.WATTSON_E2E_SERVER_CMD;
+  if (raw === undefined) {
+    fail('set WATTSON_E2E_SERVER_CMD to a JSON array that starts the server, e.g. ["wattson", "serve"].');
+  }
+  const command = JSON.parse(raw);
+  if (!Array.isArray(command) || command.length === 0 || !command.every((part) => typeof part === "string")) {
+    fail("WATTSON_E2E_SERVER_CMD must be a JSON array of strings.");
+  }
+  return command;
+}
+
+function firstCudaFile(folder) {
+  for (const entry of readdirSync(folder, { withFileTypes: true })) {
+    if (entry.isFile() && entry.name.endsWith(".cu")) {
+      return entry.name;
+    }
+  }
+  for (const entry of readdirSync(folder, { withFileTypes: true })) {
+    if (entry.isDirectory() && !entry.name.startsWith(".")) {
+      const inside = firstCudaFile(path.join(folder, entry.name));
+      if (inside !== undefined) {
+        return path.join(entry.name, inside);
+      }
+    }
+  }
+  return undefined;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url, deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) {
+        return;
+      }
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`code-server did not answer at ${url}`);
+}
+
+async function runPalette(page, title) {
+  await page.locator(".monaco-workbench").click({ position: { x: 700, y: 400 } });
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible", timeout: uiTimeoutMs });
+  await input.fill(`>${title}`);
+  const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
+  await row.waitFor({ state: "visible", timeout: uiTimeoutMs });
+  await page.keyboard.press("Enter");
+}
+
+async function openFile(page, relativePath) {
+  const name = path.basename(relativePath);
+  const input = page.locator(".quick-input-widget input");
+  const match = page.locator(".quick-input-list .monaco-list-row", { hasText: name }).first();
+  // Quick Open finds files only once the workspace is indexed: ask again until it lists this one.
+  const deadline = Date.now() + uiTimeoutMs;
+  for (;;) {
+    await page.locator(".monaco-workbench .part.editor").click({ position: { x: 300, y: 200 } });
+    await page.keyboard.press("Control+P");
+    await input.waitFor({ state: "visible", timeout: uiTimeoutMs });
+    await input.fill(relativePath);
+    try {
+      await match.waitFor({ timeout: 3000 });
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) {
+        throw error;
+      }
+      await page.keyboard.press("Escape");
+    }
+  }
+  await page.keyboard.press("Enter");
+  await page.locator(".tabs-container .tab.active", { hasText: name }).first().waitFor({ timeout: uiTimeoutMs });
+  await page.locator(".monaco-editor .view-lines").first().waitFor({ timeout: uiTimeoutMs });
+}
+
+function toast(page, text) {
+  return page.locator(".notifications-toasts .notification-toast", { hasText: text }).first();
+}
+
+async function serverMissingScenario(page) {
+  await step('the extension says the server did not start, with a fix', async () => {
+    const message = toast(page, "Wattson's server did not start");
+    await message.waitFor({ timeout: uiTimeoutMs });
+    const text = await message.innerText();
+    if (!text.includes("pip install wattson") || !text.includes("wattson.server.command")) {
+      throw new Error(`the message lacks the fix: ${text}`);
+    }
+    await screenshot(page, "server-did-not-start");
+  });
+  await step("Show Output opens the Wattson log with the command it tried", async () => {
+    await toast(page, "Wattson's server did not start").getByRole("button", { name: "Show Output" }).click();
+    await page
+      .locator(".part.panel .view-lines", { hasText: "Starting the server: wattson-e2e-no-such-server serve" })
+      .first()
+      .waitFor({ timeout: uiTimeoutMs });
+    await screenshot(page, "output-channel");
+  });
+  await step("a .hip file opens as CUDA C++", async () => {
+    await openFile(page, "scale.hip");
+    await page.locator(".statusbar-item", { hasText: "CUDA C++" }).first().waitFor({ timeout: uiTimeoutMs });
+    await screenshot(page, "hip-file");
+  });
+  await step("the palette offers the Wattson commands", async () => {
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("F1");
+    const input = page.locator(".quick-input-widget input");
+    await input.fill(">Wattson:");
+    for (const title of ["Optimize for Energy", "Optimize Kernel for Energy", "Profile Energy", "Set API Key", "Restart Server", "Show Output"]) {
+      await page.locator(".quick-input-list .monaco-list-row", { hasText: `Wattson: ${title}` }).first().waitFor({ timeout: uiTimeoutMs });
+    }
+    await screenshot(page, "palette");
+    await page.keyboard.press("Escape");
+  });
+}
+
+async function codeLensStep(page) {
+  await step("the server's code lens appears above the kernel", async () => {
+    await page.locator(".codelens-decoration", { hasText: "Optimize" }).first().waitFor({ timeout: uiTimeoutMs });
+    await screenshot(page, "code-lens");
+  });
+}
+
+async function profileScenario(page, file) {
+  await step("the server's Profile energy source action runs under the client's progress notification", async () => {
+    // The server may still be starting: ask again until it offers its actions.
+    const action = page.locator(".action-widget").getByText("Profile energy", { exact: true });
+    const deadline = Date.now() + uiTimeoutMs;
+    for (;;) {
+      await runPalette(page, "Source Action...");
+      try {
+        await action.waitFor({ timeout: 3000 });
+        break;
+      } catch (error) {
+        if (Date.now() > deadline) {
+          throw error;
+        }
+        await page.keyboard.press("Escape");
+        await page.waitForTimeout(2000);
+      }
+    }
+    await action.click();
+    // The client's own title: the code action went through its middleware, not the bare command.
+    await toast(page, `Wattson: profiling ${path.basename(file)}`).waitFor({ timeout: uiTimeoutMs });
+    await page.waitForTimeout(500); // let the toast finish sliding in
+    await screenshot(page, "profile-progress");
+  });
+  await step("Cancel on the progress notification stops the job on the server", async () => {
+    const progress = toast(page, "Wattson: profiling");
+    await progress.getByRole("button", { name: "Cancel" }).click();
+    await progress.waitFor({ state: "hidden", timeout: uiTimeoutMs });
+    // The server keeps one job per document: a job that was not really cancelled refuses the next.
+    await page.waitForTimeout(3000);
+  });
+  await step('"Wattson: Profile Energy" runs to the end and the status bar shows the energy', async () => {
+    await runPalette(page, "Wattson: Profile Energy");
+    await toast(page, "Wattson: profiling").waitFor({ timeout: uiTimeoutMs });
+    const energy = page.locator(".statusbar-item", { hasText: /⚡ \d[\d.]* J/ }).first();
+    const refused = toast(page, "already");
+    await Promise.race([
+      energy.waitFor({ timeout: jobTimeoutMs }),
+      refused.waitFor({ timeout: jobTimeoutMs }).then(async () => {
+        throw new Error(`the server refused the second job: ${await refused.innerText()}`);
+      }),
+    ]);
+    console.log(`     status bar: ${(await energy.innerText()).trim()}`);
+    await screenshot(page, "status-bar-energy");
+  });
+}
+
+async function optimizeScenario(page, workspace, file) {
+  const original = readFileSync(path.join(workspace, file), "utf8");
+  await codeLensStep(page);
+  await step('"Wattson: Optimize for Energy" shows a progress notification', async () => {
+    await runPalette(page, "Wattson: Optimize for Energy");
+    await toast(page, "Wattson: optimizing").waitFor({ timeout: uiTimeoutMs });
+    await screenshot(page, "progress");
+  });
+  const panel = page.locator(".part.panel");
+  const applyButton = panel.locator(".monaco-button", { hasText: /^Apply$/ }).first();
+  await step("the result opens in the refactor preview", async () => {
+    await panel.locator(".action-label", { hasText: "Refactor Preview" }).first().waitFor({ timeout: jobTimeoutMs });
+    await applyButton.waitFor({ timeout: uiTimeoutMs });
+    // The file and at least one change under it.
+    await panel.locator(".monaco-list-row", { hasText: path.basename(file) }).first().waitFor({ timeout: uiTimeoutMs });
+    if ((await panel.locator(".monaco-list-row").count()) < 2) {
+      throw new Error("the refactor preview lists no change");
+    }
+    await screenshot(page, "refactor-preview");
+  });
+  await step("applying and saving changes the file on disk", async () => {
+    // Edits that need confirmation start unticked in the preview: tick the file, then apply.
+    const fileRow = panel.locator(".monaco-list-row", { hasText: path.basename(file) }).first();
+    await fileRow.locator("input[type=checkbox], .monaco-checkbox, .monaco-custom-toggle").first().click();
+    await screenshot(page, "refactor-preview-ticked");
+    await applyButton.click();
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+S");
+    const deadline = Date.now() + uiTimeoutMs;
+    while (readFileSync(path.join(workspace, file), "utf8") === original) {
+      if (Date.now() > deadline) {
+        throw new Error(`${file} did not change`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    await screenshot(page, "applied");
+  });
+}
+
+async function main() {
+  if (!["optimize", "profile", "server-missing"].includes(scenario)) {
+    fail(`unknown scenario ${scenario}: use optimize, profile or server-missing.`);
+  }
+  for (const [what, where] of [["code-server", codeServer], ["Chromium", chromiumPath]]) {
+    if (!existsSync(where)) {
+      fail(`${what} is not at ${where}: see docs/vscode.md for how to install it.`);
+    }
+  }
+  const vsix = newestVsix();
+  const command = serverCommand();
+  const scratch = mkdtempSync(path.join(tmpdir(), "wattson-e2e-"));
+  const userData = path.join(scratch, "user-data");
+  const extensions = path.join(scratch, "extensions");
+  const workspace = path.join(scratch, "workspace");
+  cpSync(process.env.WATTSON_E2E_WORKSPACE ?? path.join(here, "fixture"), workspace, { recursive: true });
+  const file = process.env.WATTSON_E2E_FILE ?? firstCudaFile(workspace);
+  if (file === undefined) {
+    fail("the workspace has no .cu file: set WATTSON_E2E_FILE.");
+  }
+  mkdirSync(artifacts, { recursive: true });
+  // code-server is a remote window: settings of machine scope (wattson.server.*) are read from the
+  // Machine (remote) settings, not the User ones, as over Remote-SSH. Both get the same file.
+  const settings = JSON.stringify(
+      {
+        "security.workspace.trust.enabled": false,
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": false,
+        "workbench.welcomePage.walkthroughs.openOnInstall": false,
+        "telemetry.telemetryLevel": "off",
+        "extensions.autoUpdate": false,
+        "extensions.autoCheckUpdates": false,
+        "chat.disableAIFeatures": true,
+        "workbench.secondarySideBar.defaultVisibility": "hidden",
+        "editor.codeLens": true,
+        "wattson.server.command": command,
+      },
+      null,
+      2,
+    );
+  for (const scope of ["User", "Machine"]) {
+    mkdirSync(path.join(userData, scope), { recursive: true });
+    writeFileSync(path.join(userData, scope, "settings.json"), settings);
+  }
+  const env = { ...process.env, PATH: `${codeServerNodeDir}${path.delimiter}${process.env.PATH}` };
+  const common = ["--user-data-dir", userData, "--extensions-dir", extensions, "--config", path.join(scratch, "config.yaml")];
+
+  console.log(`scenario ${scenario}; vsix ${path.relative(process.cwd(), vsix)}; workspace ${workspace}; file ${file}`);
+  await step("the .vsix installs into code-server", async () => {
+    const install = spawnSync(codeServer, [...common, "--install-extension", vsix], { env, encoding: "utf8" });
+    if (install.status !== 0 || !/successfully installed/.test(install.stdout)) {
+      throw new Error(`code-server --install-extension failed: ${install.stdout}${install.stderr}`);
+    }
+  });
+
+  const port = await freePort();
+  const serverLog = [];
+  const server = spawn(
+    codeServer,
+    [...common, "--auth", "none", "--bind-addr", `127.0.0.1:${port}`, "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", workspace],
+    { env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  server.stdout.on("data", (chunk) => serverLog.push(String(chunk)));
+  server.stderr.on("data", (chunk) => serverLog.push(String(chunk)));
+  let browser;
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000);
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    await step("VS Code opens the workspace", async () => {
+      await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+      await page.locator(".monaco-workbench").waitFor({ timeout: uiTimeoutMs });
+    });
+    await step(`${file} opens as CUDA and activates the extension`, async () => {
+      await openFile(page, file);
+      await page.locator(".statusbar-item", { hasText: "CUDA C++" }).first().waitFor({ timeout: uiTimeoutMs });
+      await screenshot(page, "opened");
+    });
+    if (scenario === "server-missing") {
+      await serverMissingScenario(page);
+    } else if (scenario === "profile") {
+      await profileScenario(page, file);
+    } else {
+      await optimizeScenario(page, workspace, file);
+    }
+  } catch (error) {
+    if (browser !== undefined) {
+      for (const context of browser.contexts()) {
+        for (const page of context.pages()) {
+          await page.screenshot({ path: path.join(artifacts, "failure.png") }).catch(() => undefined);
+        }
+      }
+    }
+    writeFileSync(path.join(artifacts, "code-server.log"), serverLog.join(""));
+    console.log(`     code-server log and failure.png in ${artifacts}`);
+    if (!(error instanceof Error) || !results.some((result) => !result.ok)) {
+      results.push({ name: "unexpected error", ok: false });
+      console.log(`FAIL ${error instanceof Error ? error.stack : error}`);
+    }
+  } finally {
+    await browser?.close();
+    try {
+      process.kill(-server.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    if (options.keep) {
+      console.log(`kept ${scratch}`);
+    } else {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+  const passed = results.filter((result) => result.ok).length;
+  const failed = results.length - passed;
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+await main();
