@@ -2,7 +2,7 @@
 
 LLM output is untrusted code. The agent builds and runs every candidate through a Sandbox:
 
-- argv(): prefixes `unshare --net --pid --fork --kill-child` (plus --map-root-user when not root).
+- argv(): prefixes `unshare --net --pid --fork --mount-proc --kill-child` (plus --map-root-user when not root).
   The new network namespace has only a loopback that is down, so nothing can be reached, not even
   127.0.0.1. The new PID namespace dies with its first process, so a grandchild that escaped the
   process group with setsid() is killed too when the run is killed. A small shell stays PID 1 and runs
@@ -56,7 +56,9 @@ def _allowed(name: str) -> bool:
 
 
 def _unshare_flags(network: bool) -> list[str]:
-    flags = ["--pid", "--fork", "--kill-child"]
+    # --mount-proc: the CUDA driver reads /proc; in a PID namespace with the host's /proc it fails
+    # with cudaErrorOperatingSystem (seen on an H100 host, driver 580).
+    flags = ["--pid", "--fork", "--mount-proc", "--kill-child"]
     if not network:
         flags.insert(0, "--net")
     if os.geteuid() != 0:
