@@ -643,6 +643,9 @@ def _key_ratio(a: _Series, b: _Series) -> Estimate | None:
             or _ratio_or_none(a.durations_s(), b.durations_s()))
 
 
+MIN_TRIALS_FOR_VERDICT = 3
+
+
 def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDevice | None,
                     session: _Session, stopped: str, extra: list[str]) -> CompareResult:
     a = _summarize(series["A"], protocol="wattson", device=device, session=session, stopped_because=stopped,
@@ -661,6 +664,13 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
         verdict = stats.verdict_from_ratio(est.median, est.ci_low, est.ci_high,
                                            min_effect=session.budget.min_effect,
                                            single_pair=len(ea) < 2 and len(eb) < 2)
+        if min(len(ea), len(eb)) < MIN_TRIALS_FOR_VERDICT:
+            # A bootstrap interval of one or two runs is not an interval: never claim a difference.
+            verdict = stats.Verdict(
+                kind="same", ratio=verdict.ratio, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
+                text=(f"no verdict: only {min(len(ea), len(eb))} trial(s) of each fit in the time budget "
+                      f"(at least {MIN_TRIALS_FOR_VERDICT} are needed); raise max_wall_s"),
+                single_pair=verdict.single_pair)
     time_ratio = _ratio_or_none(series["A"].durations_s(), series["B"].durations_s())
     power_ratio = _ratio_or_none(series["A"].powers_mw(), series["B"].powers_mw())
     warnings = session.warnings + extra + warnings_zero + a.warnings + b.warnings

@@ -287,3 +287,14 @@ def test_results_round_trip_through_json(tmp_path, gpu):
     c = compare(run, run, device, Budget(warmup_runs=0, min_trials=2, max_trials=2))
     back_c = CompareResult.from_dict(json.loads(json.dumps(c.to_dict(max_timeline_points=None))))
     assert back_c == c
+
+
+def test_no_verdict_from_one_trial_each(tmp_path, gpu):
+    """A budget that fits one run each must not produce 'less'/'more', however large the gap."""
+    device = gpu()
+    fast, slow = runner(tmp_path, device, work=1.0, seconds=0.3), runner(tmp_path, device, work=2.0, seconds=0.3)
+    result = compare(fast, slow, device, Budget(warmup_runs=0, min_trials=5, max_trials=30, max_wall_s=0.9,
+                                                 cooldown_cap_s=0.05))
+    assert len(result.a.trials) < 3
+    assert result.energy_ratio.kind == "same"
+    assert "no verdict" in result.energy_ratio.text
