@@ -104,25 +104,32 @@ def _budget_overrides(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("min_trials", "max_trials", "max_wall_s", "target_ci_half_width")}
 
 
+def _measure(args: argparse.Namespace, console: Console, config, title: str, work) -> dict:
+    """Run one measurement through the agent with a progress bar; ^C cancels the agent's job first."""
+    from .console import progress_bar
+    from .measure import start_agent
+
+    cancel = threading.Event()
+    with _history(args) as history, start_agent(args.remote, config) as agent:
+        with progress_bar(console, title, enabled=not args.json and console.is_terminal) as update:
+            try:
+                return work(agent, progress=update, cancel=cancel, history=history)
+            except KeyboardInterrupt:
+                cancel.set()
+                raise
+
+
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
-    from .console import busy_window_line, kernels_table, profile_bar_title, profile_table, progress_bar
-    from .measure import budget_from, load_config_for, profile_target, start_agent, target_for_file
+    from .console import busy_window_line, kernels_table, profile_bar_title, profile_table
+    from .measure import budget_from, load_config_for, profile_target, target_for_file
 
     path = Path(args.file)
     config = load_config_for(path)
     target = target_for_file(path, args.args, config)
     budget = budget_from(config, _budget_overrides(args))
-    cancel = threading.Event()
-    with _history(args) as history, start_agent(args.remote, config) as agent:
-        show = not args.json and console.is_terminal
-        with progress_bar(console, profile_bar_title(target.label), enabled=show) as update:
-            try:
-                result = profile_target(agent, target, budget=budget, protocol=args.protocol,
-                                        kernels=args.kernels, device=args.device, progress=update,
-                                        cancel=cancel, history=history)
-            except KeyboardInterrupt:
-                cancel.set()
-                raise
+    result = _measure(args, console, config, profile_bar_title(target.label),
+                      lambda agent, **kw: profile_target(agent, target, budget=budget, protocol=args.protocol,
+                                                         kernels=args.kernels, device=args.device, **kw))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -136,24 +143,16 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .console import compare_table, progress_bar
-    from .measure import budget_from, compare_targets, load_config_for, resolve_target, start_agent
+    from .console import compare_table
+    from .measure import budget_from, compare_targets, load_config_for, resolve_target
 
     config = load_config_for(Path(args.a) if Path(args.a).exists() else None)
     a = resolve_target(args.a, args.args, config)
     b = resolve_target(args.b, args.args, config)
     budget = budget_from(config, _budget_overrides(args))
-    cancel = threading.Event()
-    with _history(args) as history, start_agent(args.remote, config) as agent:
-        show = not args.json and console.is_terminal
-        with progress_bar(console, "Comparing A and B", enabled=show) as update:
-            try:
-                result = compare_targets(agent, a, b, budget=budget, protocol=args.protocol,
-                                         device=args.device, progress=update, cancel=cancel,
-                                         history=history)
-            except KeyboardInterrupt:
-                cancel.set()
-                raise
+    result = _measure(args, console, config, "Comparing A and B",
+                      lambda agent, **kw: compare_targets(agent, a, b, budget=budget, protocol=args.protocol,
+                                                          device=args.device, **kw))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -47,3 +47,17 @@ def run_wattson(args: list[str], env: dict[str, str], cwd: Path | None = None,
                 timeout_s: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(wattson_cmd() + args, env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout_s)
+
+
+def fake_programs_running(marker: str) -> list[int]:
+    """pids of fake GPU programs whose command line contains `marker` (e.g. their load file)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "fake_gpu_program.py" in cmd and marker in cmd:
+                pids.append(int(proc.name))
+    return pids

@@ -11,10 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import sshd_fixture
-from conftest import FAKE_PROGRAM, run_wattson, wattson_cmd
-
+from conftest import FAKE_PROGRAM, fake_programs_running, run_wattson, wattson_cmd
 from wattson.store import History
 
 ssh_server = sshd_fixture.ssh_server
@@ -124,7 +122,7 @@ def test_timeout_kills_the_program(tmp_path, cli_env, fake_gpu):
     assert proc.returncode == 4, proc.stderr
     assert "time" in proc.stderr.lower()
     assert time.monotonic() - t0 < 25
-    assert not _programs_with(str(load))
+    assert not fake_programs_running(str(load))
 
 
 def test_no_gpu_says_so_and_suggests_remote(tmp_path, cli_env, fake_gpu):
@@ -139,34 +137,21 @@ def test_no_gpu_says_so_and_suggests_remote(tmp_path, cli_env, fake_gpu):
     assert "--remote" in proc.stderr
 
 
-def _programs_with(marker: str) -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "fake_gpu_program.py" in cmd and marker in cmd:
-                pids.append(int(p.name))
-    return pids
-
-
 def test_ctrl_c_leaves_no_process(tmp_path, cli_env, fake_gpu):
     _, load = fake_gpu
     src = make_project(tmp_path, load, seconds=5)
     proc = subprocess.Popen(wattson_cmd() + ["profile", str(src)], env=cli_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     for _ in range(300):
-        if _programs_with(str(load)):
+        if fake_programs_running(str(load)):
             break
         time.sleep(0.05)
-    assert _programs_with(str(load)), "the program never started"
+    assert fake_programs_running(str(load)), "the program never started"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     time.sleep(0.5)
-    assert not _programs_with(str(load))
+    assert not fake_programs_running(str(load))
 
 
 def test_lassi_ee_protocol_is_one_run_without_ci(tmp_path, cli_env, fake_gpu):

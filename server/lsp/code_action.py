@@ -11,7 +11,8 @@ from .documents import is_cuda_document
 from .kernels import kernel_at_line
 
 
-def code_actions(uri: str, version: int | None, text: str, line0: int, optimize_available: bool) -> list[types.CodeAction]:
+def code_actions(uri: str, version: int | None, text: str, line0: int,
+                 optimize_available: bool) -> list[types.CodeAction]:
     target = {"uri": uri, "version": version}
     actions = []
     if optimize_available:

@@ -133,7 +133,8 @@ def _energy_line(result: dict) -> str:
     e = result.get("energy_j") or {}
     if e.get("median") is None:
         return "measured"
-    return f"{e['median']:.3g} J [{e.get('ci_low', 0):.3g}, {e.get('ci_high', 0):.3g}] (95 % CI, {e.get('n', '?')} trials)"
+    ci = f"[{e.get('ci_low', 0):.3g}, {e.get('ci_high', 0):.3g}]"
+    return f"{e['median']:.3g} J {ci} (95 % CI, {e.get('n', '?')} trials)"
 
 
 async def profile_command(ls, *args) -> dict:

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 
 _NVCC = re.compile(r"^(?P<file>[^\s:()][^:()]*?)\((?P<line>\d+)\): (?P<sev>error|warning|remark)[^:]*: (?P<msg>.*)$")
-_GCC = re.compile(r"^(?P<file>[^\s:][^:]*?):(?P<line>\d+):(?:(?P<col>\d+):)? (?P<sev>error|fatal error|warning|note): (?P<msg>.*)$")
+_GCC = re.compile(r"^(?P<file>[^\s:][^:]*?):(?P<line>\d+):(?:(?P<col>\d+):)? "
+                  r"(?P<sev>error|fatal error|warning|note): (?P<msg>.*)$")
 
 
 @dataclass

@@ -25,7 +25,7 @@ def energy_notification(uri: str, stored, text: str) -> dict | None:
         "ci_low_j": energy.get("ci_low"),
         "ci_high_j": energy.get("ci_high"),
         "device": stored.device_name or "",
-        "measured_at": dt.datetime.fromtimestamp(stored.created_at, dt.timezone.utc).isoformat(),
+        "measured_at": dt.datetime.fromtimestamp(stored.created_at, dt.UTC).isoformat(),
         "stale": stored.is_stale_for(content_hash(text)),
     }
 
