@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import sshd_fixture
-from conftest import FAKE_PROGRAM, fake_programs_running, run_wattson, wattson_cmd
 from wattson.store import History
+from wattson_cli import FAKE_PROGRAM, fake_programs_running, run_wattson, wattson_cmd
 
 ssh_server = sshd_fixture.ssh_server
 
