@@ -643,7 +643,7 @@ def _key_ratio(a: _Series, b: _Series) -> Estimate | None:
             or _ratio_or_none(a.durations_s(), b.durations_s()))
 
 
-MIN_TRIALS_FOR_VERDICT = 3
+MIN_TRIALS_FOR_VERDICT = 2  # one run per side has no spread to judge by
 
 
 def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDevice | None,
@@ -665,7 +665,7 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
                                            min_effect=session.budget.min_effect,
                                            single_pair=len(ea) < 2 and len(eb) < 2)
         if min(len(ea), len(eb)) < MIN_TRIALS_FOR_VERDICT:
-            # A bootstrap interval of one or two runs is not an interval: never claim a difference.
+            # A bootstrap interval of one run is not an interval: never claim a difference.
             verdict = stats.Verdict(
                 kind="same", ratio=verdict.ratio, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
                 text=(f"no verdict: only {min(len(ea), len(eb))} trial(s) of each fit in the time budget "
