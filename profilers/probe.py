@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .device import DeviceError, DeviceInfo, GpuDevice, counter_delta_mj
+from .kernels.build import KernelTraceUnavailable, locate_cupti
 
 # The counter passes when it is within 15 % of integrated power. At idle the two agree within a few
 # percent on an H100; 15 % leaves room for the ends of a short window, yet catches counters that are
@@ -302,17 +303,11 @@ def _hipcc_version() -> str | None:
 
 
 def _cupti_path() -> str | None:
-    """libcupti.so of the CUDA toolkit: needed for per-kernel energy (profilers/kernels)."""
-    for root in _cuda_roots():
-        for lib_dir in [root / "extras" / "CUPTI" / "lib64", root / "lib64", root / "lib",
-                        *sorted(root.glob("targets/*/lib"))]:
-            exact = lib_dir / "libcupti.so"
-            if exact.exists():
-                return str(exact)
-            versioned = sorted(lib_dir.glob("libcupti.so.*"))
-            if versioned:
-                return str(versioned[0])
-    return None
+    """libcupti of the CUDA toolkit, as the kernel tracer finds it: needed for per-kernel energy."""
+    try:
+        return str(locate_cupti().library)
+    except KernelTraceUnavailable:
+        return None
 
 
 def toolchains() -> dict[str, str | None]:

@@ -157,6 +157,14 @@ def test_toolchains_reports_the_real_nvcc_and_cupti():
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
+def test_doctor_reports_the_cupti_the_kernel_tracer_links():
+    """One search for CUPTI: what `wattson doctor` shows is what build_injection_library would use."""
+    from wattson.profilers.kernels.build import locate_cupti
+
+    assert toolchains()["cupti"] == str(locate_cupti().library)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 def test_toolchains_finds_nvcc_through_cuda_home_when_not_on_path(monkeypatch, tmp_path):
     cuda_root = next((r for r in (Path(os.environ.get("CUDA_HOME", "")), Path("/usr/local/cuda"))
                       if (r / "bin" / "nvcc").is_file()), None)

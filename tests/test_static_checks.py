@@ -114,6 +114,166 @@ def test_launch_configuration_is_tuning_not_a_hack():
     assert not blocking(BASE, stricter)
 
 
+# Problem sizes and repeat counts that are not #defines: defaults set before argv is read, argv
+# fallbacks, arrays of defaults, and the bounds and calls that use them.
+DEFAULTS = r"""
+#include <cstdio>
+#include <cstdlib>
+const int kGroup = 256;
+
+__global__ void k(float* x, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += 1.0f;
+}
+
+static void run(float* d, int n, int count) {
+  for (int r = 0; r < count; ++r) k<<<(n + kGroup - 1) / kGroup, kGroup>>>(d, n);
+}
+
+int main(int argc, char** argv) {
+  int n = 1 << 20, reps = 50;
+  for (int a = 1; a < argc; ++a) {
+    long v = strtol(argv[a], nullptr, 10);
+    if (a == 1) n = (int)v; else reps = (int)v;
+  }
+  int chunks = argc > 3 ? atoi(argv[3]) : 4;
+  long sizes[2] = {1 << 16, 8};
+  float* d;
+  cudaMalloc(&d, n * sizeof(float));
+  cudaMemset(d, 0, n * sizeof(float));
+  run(d, n, reps);
+  for (int c = 0; c < chunks; c++) run(d, n, 1);
+  float* e;
+  const int m = (int)sizes[0];
+  cudaMalloc(&e, m * sizeof(float));
+  for (int r = 0; r < (int)sizes[1]; r++) k<<<(m + 255) / 256, 256>>>(e, m);
+  float h = 0;
+  cudaMemcpy(&h, d, sizeof(float), cudaMemcpyDeviceToHost);
+  printf("value = %f\n", h);
+  if (h > 0) printf("PASS\n"); else printf("FAIL\n");
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check"),
+    [
+        ("int n = 1 << 20, reps = 50;", "int n = 1 << 20, reps = 25;", "iteration-count"),
+        ("int n = 1 << 20, reps = 50;", "int n = 1 << 16, reps = 50;", "problem-size"),
+        ("int n = 1 << 20, reps = 50;", "int n = 1 << 20;\n  int reps = 5;", "iteration-count"),
+        ("atoi(argv[3]) : 4;", "atoi(argv[3]) : 2;", "iteration-count"),
+        ("long sizes[2] = {1 << 16, 8};", "long sizes[2] = {1 << 12, 8};", "problem-size"),
+        ("long sizes[2] = {1 << 16, 8};", "long sizes[2] = {1 << 16, 2};", "iteration-count"),
+        ("r < count; ++r", "r < count / 2; ++r", "iteration-count"),
+        ("r < count; ++r", "r < count; r += 2", "iteration-count"),
+        ("  run(d, n, reps);", "  run(d, n, reps / 4);", "problem-size"),
+        ("  run(d, n, reps);", "  run(d, n / 2, reps);", "problem-size"),
+    ],
+    ids=[
+        "default-repeats", "default-size", "default-split-declaration", "argv-fallback", "array-default-size",
+        "array-default-repeats", "variable-loop-bound", "loop-step", "call-argument-repeats", "call-argument-size",
+    ],
+)
+def test_defaults_fallbacks_and_variable_bounds(old, new, check):
+    findings = blocking(DEFAULTS, edit((old, new), source=DEFAULTS))
+    assert check in findings, findings
+    assert "argv-parsing" not in findings  # a changed fallback is reported as what it changes
+
+
+def test_block_sizes_are_tuning_wherever_they_live():
+    for old, new in [
+        ("const int kGroup = 256;", "const int kGroup = 128;"),  # no hint in the name: the launch says it
+        ("k<<<(m + 255) / 256, 256>>>(e, m);", "k<<<(m + 127) / 128, 128>>>(e, m);"),
+        ("r < count; ++r", "r < count; r++"),
+        ("r < count; ++r", "r < count; r += 1"),
+    ]:
+        candidate = edit((old, new), source=DEFAULTS)
+        assert not blocking(DEFAULTS, candidate), (old, new, check_candidate(DEFAULTS, candidate))
+    tuned = check_candidate(DEFAULTS, edit(("const int kGroup = 256;", "const int kGroup = 128;"), source=DEFAULTS))
+    assert [(f.check, f.severity) for f in tuned] == [("tuning", "info")]
+    assert "block size" in tuned[0].message
+
+
+def test_a_grid_size_or_a_block_size_fallback_is_tuning():
+    grid = edit(
+        ("const int kGroup = 256;", "const int kGroup = 256;\nconst int kCount = 80;"),
+        ("k<<<(m + 255) / 256, 256>>>(e, m);", "k<<<kCount, 256>>>(e, m);"),
+        source=DEFAULTS,
+    )
+    assert not blocking(grid, edit(("kCount = 80;", "kCount = 132;"), source=grid))
+    fallback = edit(
+        ("const int kGroup = 256;", ""),
+        ("int chunks", "int group = argc > 4 ? atoi(argv[4]) : 256;\n  int chunks"),
+        ("kGroup - 1) / kGroup, kGroup>>>", "255) / 256, 256>>>"),
+        ("k<<<(m + 255) / 256, 256>>>(e, m);", "k<<<(m + group - 1) / group, group>>>(e, m);"),
+        source=DEFAULTS,
+    )
+    smaller = edit(("atoi(argv[4]) : 256;", "atoi(argv[4]) : 128;"), source=fallback)
+    assert [(f.check, f.severity) for f in check_candidate(fallback, smaller)] == [("tuning", "info")]
+
+
+def test_counters_and_sums_are_not_problem_sizes():
+    """Variables that start at 0 and count or sum something: their start is not the work's size."""
+    original = edit(
+        ('  printf("value = %f\\n", h);\n',
+         '  int errors = 0;\n  double total = 0.0;\n  for (int i = 0; i < 4; i++) { total += h; errors += h < 0; }\n'
+         '  printf("value = %f %f %d\\n", h, total, errors);\n'),
+        source=DEFAULTS,
+    )  # fmt: skip
+    assert check_candidate(original, edit(("double total = 0.0;", "double total = 0;"), source=original)) == []
+    changed = edit(("int errors = 0;", "int errors = 1;"), ("total = 0.0;", "total = 0.5;"), source=original)
+    assert check_candidate(original, changed) == []  # the output shows such a change; the oracle judges it
+
+
+def test_the_message_says_what_the_value_does():
+    [finding] = check_candidate(DEFAULTS, edit(("reps = 50;", "reps = 25;"), source=DEFAULTS))
+    assert finding.check == "iteration-count" and finding.severity == "fail"
+    assert "`reps` starts at 50 in the original and at 25 in the candidate" in finding.message
+    assert "run(...)" in finding.message  # reps bounds the loop inside run()
+    [fallback] = check_candidate(DEFAULTS, edit((": 4;", ": 1 << 1;"), source=DEFAULTS))
+    assert "from 4 to 1 << 1 (2)" in fallback.message
+
+
+def test_a_default_moved_into_a_helper_is_still_compared():
+    helper = (
+        "static int read_reps(int argc, char** argv) {\n  int reps = 10;\n"
+        "  if (argc > 2) reps = (int)strtol(argv[2], nullptr, 10);\n  return reps;\n}\n\nint main("
+    )
+    moved = edit(
+        ("int main(", helper),
+        ("  int n = 1 << 20, reps = 50;\n", "  int n = 1 << 20;\n  int reps = read_reps(argc, argv);\n"),
+        ("if (a == 1) n = (int)v; else reps = (int)v;", "if (a == 1) n = (int)v;"),
+        source=DEFAULTS,
+    )
+    found = blocking(DEFAULTS, moved)
+    assert any("`reps` starts at 50 in the original and at 10" in m for m in found["iteration-count"]), found
+
+
+def test_a_rewritten_loop_body_makes_a_changed_bound_a_question():
+    """Two steps per launch with half the loop trips is a real optimization: review, not fail."""
+    fused = edit(
+        ("  if (i < n) x[i] += 1.0f;\n}\n", "  if (i < n) x[i] += 1.0f;\n}\n\n__global__ void k2(float* x, int n) {\n"
+         "  int i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) x[i] += 2.0f;\n}\n"),
+        ("for (int r = 0; r < count; ++r) k<<<", "for (int r = 0; r < count / 2; ++r) k2<<<"),
+        source=DEFAULTS,
+    )
+    severities = {(f.check, f.severity) for f in check_candidate(DEFAULTS, fused)}
+    assert ("iteration-count", "review") in severities
+    assert ("iteration-count", "fail") not in severities
+
+
+def test_the_jacobi2d_example_default_sweeps():
+    original = (Path(__file__).parents[1] / "examples" / "jacobi2d" / "jacobi2d.cu").read_text()
+    assert check_candidate(original, original) == []
+    fewer = edit(("int n = 4096, sweeps = 7000;", "int n = 4096, sweeps = 3500;"), source=original)
+    assert "iteration-count" in blocking(original, fewer)
+    smaller = edit(("int n = 4096, sweeps = 7000;", "int n = 2048, sweeps = 7000;"), source=original)
+    assert "problem-size" in blocking(original, smaller)
+    tuned = edit(("static const int kThreads = 256;", "static const int kThreads = 128;"), source=original)
+    assert not blocking(original, tuned)
+
+
 @pytest.mark.parametrize(
     "candidate",
     [
@@ -361,6 +521,8 @@ def test_every_hack_class_of_the_brief_is_in_the_corpus():
         "results cached in a file",
         "argv parsing",
         "problem size",
+        "default initializer",
+        "argv fallback",
         "memorised output",
     ):
         assert needed in classes

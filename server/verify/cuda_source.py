@@ -23,6 +23,10 @@ LAUNCH_APIS = {  # API -> index of the argument naming the kernel
     "cudaLaunchKernel": 0, "cudaLaunchCooperativeKernel": 0, "cudaLaunchKernelEx": 1,
     "hipLaunchKernel": 0, "hipLaunchCooperativeKernel": 0, "hipLaunchKernelGGL": 0, "hipLaunchKernelEx": 1,
 }  # fmt: skip
+_API_CONFIG = {  # launch API -> argument positions of (grid, block, shared memory bytes)
+    "cudaLaunchKernel": (1, 2, 4), "cudaLaunchCooperativeKernel": (1, 2, 4),
+    "hipLaunchKernel": (1, 2, 4), "hipLaunchCooperativeKernel": (1, 2, 4), "hipLaunchKernelGGL": (1, 2, 3),
+}  # fmt: skip
 TIMING_CALLS = {
     "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime", "cudaEventQuery",
     "hipEventRecord", "hipEventSynchronize", "hipEventElapsedTime", "hipEventQuery",
@@ -79,6 +83,10 @@ class Launch:
     guards: list[Guard]
     loop_vars: set[str]  # variables of the loops around the launch
     dead: bool  # under `if (0)`, `#if 0` or a guard that is constant false
+    # launch configuration as written: <<<grid, block, shared bytes, stream>>>, or the same arguments
+    # of a launch API; block and shared-memory sizes are tuning (value_roles.py)
+    grid: str = ""
+    block: list[str] = field(default_factory=list)  # block size and shared memory bytes
 
 
 @dataclass
@@ -87,6 +95,9 @@ class Loop:
     header: str  # tidy text of `for (...)` / `while (...)`
     bounds: tuple[Value, ...]  # constant values in its condition (after resolving constants)
     does_work: bool  # launches kernels, copies, or calls a function that does
+    function: str = ""
+    work: frozenset[str] = frozenset()  # kernels and functions doing GPU work that its body calls
+    variables: frozenset[str] = frozenset()  # its counters
 
 
 @dataclass
@@ -96,6 +107,28 @@ class Constant:
     value: Value | None
     line: int
     function: str | None  # None for #define and file scope
+
+
+@dataclass
+class ArgvDefault:
+    """The value a command-line read falls back to: `n = argc > 1 ? atoi(argv[1]) : 4096`."""
+
+    line: int
+    statement: str  # the whole statement, squashed, as in CudaSource.argv_statements
+    shape: str  # the statement with each fallback replaced by `@`: equal shapes differ only there
+    target: str  # the variable it sets ("" when not a plain variable)
+    text: str  # the fallback as written
+    value: Value | None
+
+
+@dataclass
+class WorkCall:
+    """A call to a host function that does GPU work, e.g. `relax(a, b, n, sweeps)`."""
+
+    line: int
+    function: str  # where the call is
+    callee: str
+    arguments: list[str]  # squashed
 
 
 @dataclass
@@ -126,6 +159,15 @@ class CudaSource:
     launches: list[Launch] = field(default_factory=list)
     loops: list[Loop] = field(default_factory=list)  # host loops only
     constants: dict[str, Constant] = field(default_factory=dict)
+    # host variables that start from a constant and are set again later (often from argv):
+    # `int n = 4096, sweeps = 7000;`, keyed by (function, name)
+    defaults: dict[tuple[str, str], Constant] = field(default_factory=dict)
+    argv_defaults: list[ArgvDefault] = field(default_factory=list)
+    work_calls: list[WorkCall] = field(default_factory=list)
+    parameters: dict[str, list[str]] = field(default_factory=dict)  # function -> parameter names
+    # (host function, variable) -> the names its assignments and initializers read: (main, blocks) <- n,
+    # BLOCK; an element read with a constant index is named too: (main, n) <- sizes, sizes[0]
+    flows: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     argv_statements: list[tuple[int, str]] = field(default_factory=list)  # (line, squashed statement)
     timing: list[tuple[int, str]] = field(default_factory=list)  # (line, squashed statement), in order
     # (GPU work calls, memory copies) between consecutive timing statements
@@ -264,12 +306,15 @@ class _Collector:
                 self.src.type_counts[_text(node)] += 1
         working = self._functions_doing_work()
         names = self.src.constant_values()
+        for name, _kind, node in self.definitions:
+            self.src.parameters.setdefault(name, _parameter_names(node))
         for name, kind, node in self.definitions:
             self._launches(name, node, names)
             if kind != "host":
                 continue
-            self._host_loops(node, working, names)
-            self._argv(node)
+            self._host_loops(name, node, working, names)
+            self._work_calls(name, node, working)
+            self._argv(node, names)
             self._timing(node, working)
             self._prints_and_passes(node, names)
             self._writes(node)
@@ -278,6 +323,7 @@ class _Collector:
     # --- constants ---------------------------------------------------------------------------
     def _constants(self, root: Node) -> None:
         pending: list[Constant] = []
+        variables: list[Constant] = []  # host variables set later: defaults when they start constant
         mutated = _mutated_names(root)
         for node in _walk(root):
             if node.type == "preproc_def":
@@ -297,14 +343,18 @@ class _Collector:
                         continue
                     target = declarator.child_by_field_name("declarator")
                     value = declarator.child_by_field_name("value")
+                    if function is not None and value is not None and value.type == "initializer_list":
+                        variables += _array_defaults(target, value, function[0])
                     if target is None or target.type != "identifier" or value is None:
                         continue
                     if value.type in ("initializer_list", "argument_list"):
                         continue
-                    if not fixed and _text(target) in mutated:
-                        continue  # a variable, not a constant: `int errors = 0; ... errors++`
                     fname = function[0] if function else None
-                    pending.append(Constant(_text(target), _text(value), None, line_of(node), fname))
+                    constant = Constant(_text(target), _text(value), None, line_of(node), fname)
+                    if not fixed and _text(target) in mutated:
+                        variables.append(constant)  # `int errors = 0; ... errors++`, or `n = atoi(...)`
+                    else:
+                        pending.append(constant)
         # Values may refer to each other (#define M (2 * N)): resolve in a few rounds.
         for _ in range(4):
             known = {c.name: c.value for c in pending if c.value is not None}
@@ -314,6 +364,11 @@ class _Collector:
         for c in pending:
             if c.value is not None or c.function is None:  # #defines are kept even when not numeric
                 self.src.constants.setdefault(c.name, c)
+        known = self.src.constant_values()
+        for c in variables:
+            c.value = evaluate(c.value_text, known)
+            if c.value is not None and c.function is not None:
+                self.src.defaults.setdefault((c.function, c.name), c)
 
     def _enclosing_function(self, node: Node) -> tuple[str, str] | None:
         p = node.parent
@@ -405,8 +460,9 @@ class _Collector:
             loop_vars: set[str] = set()
             for loop in loops:
                 loop_vars |= self._loop_vars(loop)
+            grid, block = _launch_config(node)
             self.src.launches.append(
-                Launch(kernel, line_of(node), tidy(_text(node)), function, guards, loop_vars, dead)
+                Launch(kernel, line_of(node), tidy(_text(node)), function, guards, loop_vars, dead, grid, block)
             )
 
     def _is_work_call(self, call: Node) -> bool:
@@ -436,7 +492,7 @@ class _Collector:
             for n in _walk(node)
         )
 
-    def _host_loops(self, definition: Node, working: set[str], names: dict[str, Value]) -> None:
+    def _host_loops(self, function: str, definition: Node, working: set[str], names: dict[str, Value]) -> None:
         for node in _walk(definition):
             if node.type not in ("for_statement", "while_statement", "do_statement"):
                 continue
@@ -454,7 +510,27 @@ class _Collector:
             body = node.child_by_field_name("body")
             header = _text(node)[: (body.start_byte - node.start_byte) if body is not None else None]
             does_work = body is not None and self._does_work(body, working)
-            self.src.loops.append(Loop(line_of(node), tidy(header), tuple(sorted(bounds)), does_work))
+            work = frozenset(
+                self._launch_kernel(n) or _callee(n)
+                for n in (_walk(body) if body is not None else ())
+                if n.type == "call_expression" and (self._launch_kernel(n) or _callee(n) in working)
+            )
+            self.src.loops.append(
+                Loop(
+                    line_of(node), tidy(header), tuple(sorted(bounds)), does_work, function, work,
+                    frozenset(self._loop_vars(node)),
+                )  # fmt: skip
+            )
+
+    def _work_calls(self, function: str, definition: Node, working: set[str]) -> None:
+        for node in _walk(definition):
+            if node.type != "call_expression" or self._launch_kernel(node) is not None:
+                continue
+            callee = _callee(node)
+            if callee in working and self.src.functions.get(callee) == "host":
+                args = node.child_by_field_name("arguments")
+                texts = [squash(_text(a)) for a in (args.named_children if args else []) if a.type != "comment"]
+                self.src.work_calls.append(WorkCall(line_of(node), function, callee, texts))
 
     # --- argv, timing --------------------------------------------------------------------------
     @staticmethod
@@ -468,7 +544,7 @@ class _Collector:
             p = p.parent
         return node
 
-    def _argv(self, definition: Node) -> None:
+    def _argv(self, definition: Node, names: dict[str, Value]) -> None:
         seen: set[int] = set()
         body = definition.child_by_field_name("body")
         if body is None:
@@ -485,6 +561,42 @@ class _Collector:
                     if body_node is not None:
                         text = text[: body_node.start_byte - statement.start_byte]
                 self.src.argv_statements.append((line_of(statement), squash(text)))
+                self._argv_defaults(statement, text, names)
+
+    def _argv_defaults(self, statement: Node, text: str, names: dict[str, Value]) -> None:
+        """Fallbacks of `cond ? <read of argv> : fallback` in a statement that reads the command line."""
+        fallbacks: list[Node] = []
+        for node in _walk(statement):
+            if node.type != "conditional_expression" or node.start_byte >= statement.start_byte + len(text):
+                continue
+            condition = node.child_by_field_name("condition")
+            consequence = node.child_by_field_name("consequence")
+            alternative = node.child_by_field_name("alternative")
+            reads = names_in(_text(condition) + " " + _text(consequence)) & {"argc", "argv"}
+            if alternative is not None and reads and not names_in(_text(alternative)) & {"argc", "argv"}:
+                fallbacks.append(alternative)
+        if not fallbacks:
+            return
+        data, base = text.encode("utf-8", "replace"), statement.start_byte
+        shape, end = b"", 0
+        for alt in sorted(fallbacks, key=lambda n: n.start_byte):
+            if alt.start_byte - base < end:
+                continue  # nested in a fallback already replaced
+            shape += data[end : alt.start_byte - base] + b"@"
+            end = alt.end_byte - base
+        shape += data[end:]
+        statement_text = squash(text)
+        for alt in fallbacks:
+            self.src.argv_defaults.append(
+                ArgvDefault(
+                    line_of(alt),
+                    statement_text,
+                    squash(shape.decode("utf-8", "replace")),
+                    _assigned_target(alt),
+                    _text(alt),
+                    evaluate(_text(alt), names),
+                )
+            )
 
     def _timing(self, definition: Node, working: set[str]) -> None:
         body = definition.child_by_field_name("body")
@@ -613,6 +725,7 @@ class _Collector:
 
     def _writes(self, definition: Node) -> None:
         """For each variable: the statements that set it, with the conditions and loops around them."""
+        function = _function_name(definition)
         for node in _walk(definition):
             target: str | None = None
             if node.type in ("assignment_expression", "update_expression"):
@@ -634,6 +747,9 @@ class _Collector:
                     target = _text(operand)
             if target is None:
                 continue
+            value = node.child_by_field_name("right") or node.child_by_field_name("value")
+            if value is not None and node.type in ("assignment_expression", "init_declarator"):
+                self.src.flows.setdefault((function, target), set()).update(_reads(value) - {target})
             statement = self._statement_of(node, definition)
             context: list[str] = []
             p = statement.parent
@@ -674,6 +790,85 @@ class _Collector:
                         pass
                     break
                 p = p.parent
+
+
+def _reads(value: Node) -> set[str]:
+    """The variables an expression reads: not the functions it calls, nor `&x` (where a result goes)."""
+    found: set[str] = set()
+    for node in _walk(value):
+        if node.type != "identifier":
+            continue
+        parent = node.parent
+        if parent is not None and parent.type == "call_expression" and parent.child_by_field_name("function") == node:
+            continue
+        if parent is not None and parent.type == "pointer_expression" and _text(parent).startswith("&"):
+            continue
+        found.add(_text(node))
+        if parent is not None and parent.type == "subscript_expression":
+            index = _text(parent.child_by_field_name("indices")).strip("[] ")
+            if index.isdigit():
+                found.add(f"{_text(node)}[{index}]")
+    return found
+
+
+def _array_defaults(target: Node | None, values: Node, function: str) -> list[Constant]:
+    """`long sizes[2] = {1 << 22, 2500};`: each element, named `sizes[0]`, `sizes[1]`."""
+    if target is None or target.type != "array_declarator":
+        return []
+    name = target.child_by_field_name("declarator")
+    if name is None or name.type != "identifier":
+        return []
+    elements = [e for e in values.named_children if e.type != "comment"]
+    return [
+        Constant(f"{_text(name)}[{k}]", _text(e), None, line_of(e), function)
+        for k, e in enumerate(elements)
+        if e.type != "initializer_list"
+    ]
+
+
+def _parameter_names(definition: Node) -> list[str]:
+    declarator = definition.child_by_field_name("declarator")
+    while declarator is not None and declarator.type != "function_declarator":
+        declarator = declarator.child_by_field_name("declarator")
+    parameters = declarator.child_by_field_name("parameters") if declarator is not None else None
+    found: list[str] = []
+    for parameter in parameters.named_children if parameters is not None else []:
+        inner = parameter.child_by_field_name("declarator")
+        while inner is not None and inner.type != "identifier":
+            inner = inner.child_by_field_name("declarator")
+        found.append(_text(inner))
+    return found
+
+
+def _launch_config(call: Node) -> tuple[str, list[str]]:
+    """(grid, [block size, shared memory bytes]) of a launch, as written; ("", []) when not known."""
+    syntax = next((c for c in call.children if c.type == "kernel_call_syntax"), None)
+    if syntax is not None:
+        config = [_text(c) for c in syntax.named_children if c.type != "comment"]
+        return (config[0] if config else ""), config[1:3]
+    args = call.child_by_field_name("arguments")
+    named = [_text(a) for a in (args.named_children if args is not None else []) if a.type != "comment"]
+    positions = _API_CONFIG.get(_callee(call))
+    if positions is None or len(named) <= positions[0]:
+        return "", []
+    grid, *rest = positions
+    return named[grid], [named[i] for i in rest if i < len(named)]
+
+
+def _assigned_target(node: Node) -> str:
+    """The plain variable that the expression containing node is assigned to, or ""."""
+    p = node.parent
+    while p is not None:
+        if p.type == "init_declarator":
+            target = p.child_by_field_name("declarator")
+            return _text(target) if target is not None and target.type == "identifier" else ""
+        if p.type == "assignment_expression":
+            left = p.child_by_field_name("left")
+            return _text(left) if left is not None and left.type == "identifier" else ""
+        if p.type in ("expression_statement", "declaration", "compound_statement"):
+            return ""
+        p = p.parent
+    return ""
 
 
 def _mutated_names(root: Node) -> set[str]:

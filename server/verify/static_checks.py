@@ -14,23 +14,18 @@ import re
 from collections import Counter
 
 from .api_checks import check_apis, check_precision
+from .c_expr import Value, names_in
 from .cuda_source import CudaSource, Launch, parse, squash, tidy
 from .findings import Finding
 from .markers import Patterns
 from .numbers import tokenize
 from .runtime_checks import flag_large_saving, saving_ratio
+from .value_roles import Role, role_of
 
 __all__ = ["check_candidate", "flag_large_saving", "saving_ratio"]
 
-_TOLERANCE_NAME_RE = re.compile(r"TOL|EPS|THRESH|ERR|ACCURA|PRECISION|DELTA", re.IGNORECASE)
-_TUNING_NAME_RE = re.compile(
-    r"BLOCK|THREAD|TPB|WARP|TILE|UNROLL|VEC|GRID|WORKGROUP|WG_?SIZE|STRIDE|CHUNK|PER_THREAD|ITEMS|STREAMS|LANES",
-    re.IGNORECASE,
-)
-_SIZE_USE_RE = re.compile(
-    r"\b(?:malloc|calloc|realloc|cudaMalloc\w*|hipMalloc\w*|cudaMemcpy\w*|hipMemcpy\w*|cudaMemset\w*|hipMemset\w*"
-    r"|resize|reserve)\s*\(|\bnew\s+[\w:<>]+\s*\[|\bvector\s*<[^;]*>\s*\w+\s*[({]"
-)
+_COMMAND_LINE_RE = re.compile(r"\b(?:argc|argv)\b")
+_NUMBER_RE = re.compile(r"(?<![\w.])(?:0[xX][0-9a-fA-F]+|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)[uUlLfF]*")
 _PRINTF_SPEC_RE = re.compile(
     r"%[-+ #0]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?:hh|h|ll|l|L|z|j|t)?[diouxXeEfFgGaAcsp]"
 )
@@ -54,7 +49,9 @@ def check_candidate(
     findings: list[Finding] = []
     findings += check_launches(original, candidate)
     findings += check_work_loops(original, candidate)
+    findings += check_work_calls(original, candidate)
     findings += check_constants(original, candidate)
+    findings += check_defaults(original, candidate)
     findings += check_argv(original, candidate)
     findings += check_timing(original, candidate)
     findings += check_self_check(original, candidate)
@@ -175,12 +172,14 @@ def check_work_loops(original: CudaSource, candidate: CudaSource) -> list[Findin
     """Host loops around GPU work must keep their constant bounds (the repeat count of a benchmark)."""
     available = Counter(loop.bounds for loop in candidate.loops if loop.does_work)
     findings: list[Finding] = []
+    reported: set[int] = set()
     for loop in original.loops:
         if not loop.does_work or not loop.bounds:
             continue
         if available[loop.bounds] > 0:
             available[loop.bounds] -= 1
             continue
+        reported.add(loop.line)
         theirs = [f"`{c.header}` (bounds {_describe_bounds(c.bounds) or 'not constant'})"
                   for c in candidate.loops if c.does_work]  # fmt: skip
         findings.append(
@@ -192,6 +191,111 @@ def check_work_loops(original: CudaSource, candidate: CudaSource) -> list[Findin
                 "those bounds" + (f" (its loops around GPU work: {'; '.join(theirs)})" if theirs else ""),
             )
         )
+    return findings + _changed_loop_headers(original, candidate, reported)
+
+
+def _literals(text: str) -> Counter[str]:
+    return Counter(m.lower().rstrip("ulf") for m in _NUMBER_RE.findall(text))
+
+
+def _loop_key(header: str) -> str:
+    """The header without formatting, `++i`, `i += 1` and `i = i + 1` all written `i++`."""
+    text = squash(header)
+    text = re.sub(r"\+\+(\w+)", r"\1++", text)
+    text = re.sub(r"\b(\w+)\+=1\b", r"\1++", text)
+    return re.sub(r"\b(\w+)=\1\+1\b", r"\1++", text)
+
+
+def _same_work(original: CudaSource, candidate: CudaSource, functions: frozenset[str]) -> bool:
+    return all(original.bodies.get(f) == candidate.bodies.get(f) for f in functions)
+
+
+def _changed_loop_headers(original: CudaSource, candidate: CudaSource, reported: set[int]) -> list[Finding]:
+    """`s < sweeps` became `s < sweeps / 2`, `rep++` became `rep += 2`: the same loop with other numbers.
+
+    Constant bounds are compared by value above; this also covers bounds that are variables."""
+    ours_keys = Counter((lp.function, _loop_key(lp.header)) for lp in original.loops if lp.does_work)
+    available = Counter((lp.function, _loop_key(lp.header)) for lp in candidate.loops if lp.does_work)
+    findings: list[Finding] = []
+    for loop in original.loops:
+        key = (loop.function, _loop_key(loop.header))
+        if not loop.does_work:
+            continue
+        if available[key] > 0:
+            available[key] -= 1
+            continue
+        if loop.line in reported:
+            continue
+        names, literals = names_in(loop.header), _literals(loop.header)
+        rival = next(
+            (
+                c
+                for c in candidate.loops
+                if c.does_work
+                and c.function == loop.function
+                and not ours_keys[(c.function, _loop_key(c.header))]
+                and names_in(c.header) == names
+                and _literals(c.header) != literals
+            ),
+            None,
+        )
+        if rival is None:
+            continue
+        same = rival.work == loop.work and _same_work(original, candidate, loop.work)
+        findings.append(
+            Finding(
+                "iteration-count",
+                "fail" if same else "review",
+                f"the original repeats GPU work in `{loop.header}` (line {loop.line}), the candidate in "
+                f"`{rival.header}`: the same loop with other numbers, so the work runs a different number of "
+                "times"
+                + ("" if same else "; what each iteration runs changed too: check that it now does as much more"),
+                rival.line,
+            )
+        )
+    return findings
+
+
+def check_work_calls(original: CudaSource, candidate: CudaSource) -> list[Finding]:
+    """A host function doing GPU work called with other numbers: `relax(a, b, n, sweeps / 2)`."""
+    ours_keys = Counter((c.function, c.callee, tuple(c.arguments)) for c in original.work_calls)
+    available = Counter((c.function, c.callee, tuple(c.arguments)) for c in candidate.work_calls)
+    findings: list[Finding] = []
+    for call in original.work_calls:
+        key = (call.function, call.callee, tuple(call.arguments))
+        if available[key] > 0:
+            available[key] -= 1
+            continue
+        for rival in candidate.work_calls:
+            if (
+                rival.callee != call.callee
+                or rival.function != call.function
+                or len(rival.arguments) != len(call.arguments)
+                or ours_keys[(rival.function, rival.callee, tuple(rival.arguments))]
+            ):
+                continue
+            changed = [
+                (k, a, b)
+                for k, (a, b) in enumerate(zip(call.arguments, rival.arguments, strict=True))
+                if a != b and names_in(a) == names_in(b) and _literals(a) != _literals(b)
+            ]
+            if not changed:
+                continue
+            k, before, after = changed[0]
+            parameters = original.parameters.get(call.callee, [])
+            parameter = f" (its parameter `{parameters[k]}`)" if k < len(parameters) and parameters[k] else ""
+            same = _same_work(original, candidate, frozenset({call.callee}))
+            findings.append(
+                Finding(
+                    "problem-size",
+                    "fail" if same else "review",
+                    f"`{call.callee}`, which does GPU work, is passed `{after}` where the original passes "
+                    f"`{before}`{parameter}: the same call with other numbers does a different amount of work"
+                    + ("" if same else f"; `{call.callee}` itself changed too: check that it does the same work"),
+                    rival.line,
+                )
+            )
+            break
     return findings
 
 
@@ -204,34 +308,55 @@ def _uses(source: CudaSource, name: str, definition_line: int) -> list[str]:
     ]
 
 
-def _classify_constant(source: CudaSource, name: str, line: int) -> str:
-    """'loop' | 'tolerance' | 'tuning' | 'size' | 'other', from the constant's name and its uses."""
-    pattern = re.compile(rf"\b{re.escape(name)}\b")
-    if any(loop.does_work and pattern.search(loop.header) for loop in source.loops):
-        return "loop"
-    if _TOLERANCE_NAME_RE.search(name):
-        return "tolerance"
-    if _TUNING_NAME_RE.search(name):
-        return "tuning"
-    uses = _uses(source, name, line)
-    launch_args = [launch.text.split(">>>", 1)[-1] for launch in source.launches]
-    if (
-        any(_SIZE_USE_RE.search(text) for text in uses)
-        or any(pattern.search(text) for _line, text in source.argv_statements)
-        or any(pattern.search(loop.header) for loop in source.loops)
-        or any(pattern.search(args) for args in launch_args)
-    ):
-        return "size"
-    return "other"
+def _reads_command_line(text: str) -> bool:
+    return bool(_COMMAND_LINE_RE.search(text))
+
+
+def _value_changed(
+    name: str, role: Role, change: str, before: Value | None, after: Value | None, line: int | None
+) -> Finding | None:
+    """The finding for a value that differs between original and candidate, by what the value does."""
+    if role.kind == "loop":
+        return Finding(
+            "iteration-count",
+            "fail",
+            f"{change}; it sets how many times GPU work is repeated ({role.evidence}), which an optimization "
+            "must not change",
+            line,
+        )
+    if role.kind == "size":
+        return Finding(
+            "problem-size",
+            "fail",
+            f"{change}; it sets how much work the program does ({role.evidence}), which an optimization must "
+            "not change",
+            line,
+        )
+    if role.kind == "tolerance":
+        looser = before is None or after is None or abs(after) > abs(before)
+        return Finding(
+            "verification-changed",
+            "fail" if looser else "info",
+            f"{change}: a looser tolerance lets wrong results pass the self-check"
+            if looser
+            else f"{change} (a stricter tolerance)",
+            line,
+        )
+    if role.kind == "tuning":
+        return Finding("tuning", "info", f"{change} (launch configuration: {role.evidence})", line)
+    return None
 
 
 def check_constants(original: CudaSource, candidate: CudaSource) -> list[Finding]:
+    """#defines, const/constexpr values and file-scope values: changed values, by what they do."""
     findings: list[Finding] = []
     for name, ours in original.constants.items():
         theirs = candidate.constants.get(name)
-        kind = _classify_constant(original, name, ours.line)
+        if _reads_command_line(ours.value_text):
+            continue  # check_argv compares statements that read the command line
+        role = role_of(original, name, ours.line)
         if theirs is None:
-            if kind == "size" and _uses(candidate, name, -1) == []:
+            if role.kind == "size" and _uses(candidate, name, -1) == []:
                 findings.append(
                     Finding(
                         "problem-size",
@@ -242,43 +367,96 @@ def check_constants(original: CudaSource, candidate: CudaSource) -> list[Finding
                 )
             continue
         same_value = ours.value is not None and ours.value == theirs.value
-        if same_value or squash(ours.value_text) == squash(theirs.value_text) or kind == "loop":
-            continue  # loop bounds are compared by check_work_loops, with their values
+        if same_value or squash(ours.value_text) == squash(theirs.value_text):
+            continue
+        if role.kind == "loop" and role.direct:
+            continue  # the bounds of its loop are compared by check_work_loops, with their values
         change = f"`{name}` changed from {tidy(ours.value_text)} to {tidy(theirs.value_text)}"
-        if kind == "tolerance":
-            looser = ours.value is None or theirs.value is None or abs(theirs.value) > abs(ours.value)
-            findings.append(
-                Finding(
-                    "verification-changed",
-                    "fail" if looser else "info",
-                    f"{change}: a looser tolerance lets wrong results pass the self-check"
-                    if looser
-                    else f"{change} (a stricter tolerance)",
-                    theirs.line,
-                )
-            )
-        elif kind == "tuning":
-            findings.append(Finding("tuning", "info", f"{change} (launch configuration)", theirs.line))
-        elif kind == "size":
-            findings.append(
-                Finding(
-                    "problem-size",
-                    "fail",
-                    f"{change}; it sets how much work the program does (allocation sizes, arguments, loops), "
-                    "which an optimization must not change",
-                    theirs.line,
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    "constant-changed",
-                    "review",
-                    f"{change}: check that the work done is unchanged",
-                    theirs.line,
-                )
-            )
+        finding = _value_changed(name, role, change, ours.value, theirs.value, theirs.line)
+        findings.append(
+            finding or Finding("constant-changed", "review", f"{change}: check that the work done is unchanged",
+                               theirs.line)
+        )  # fmt: skip
     return findings
+
+
+def check_defaults(original: CudaSource, candidate: CudaSource) -> list[Finding]:
+    """Variables that start from a constant and may be set again (`int n = 4096, sweeps = 7000;` before
+    the command line is read): their starting value is the program's default problem."""
+    findings: list[Finding] = []
+    for (function, name), ours in original.defaults.items():
+        theirs = candidate.defaults.get((function, name))
+        if theirs is None:
+            constant = candidate.constants.get(name)
+            theirs = constant if constant is not None and constant.function == function else None
+        if theirs is None:  # moved to another function, e.g. a parse_args() helper
+            elsewhere = [c for (_f, n), c in candidate.defaults.items() if n == name]
+            theirs = elsewhere[0] if len(elsewhere) == 1 else None
+        if theirs is None or theirs.value == ours.value or squash(theirs.value_text) == squash(ours.value_text):
+            continue  # a renamed variable, an unchanged value, or a constant it refers to (check_constants)
+        role = role_of(original, name, ours.line)
+        if role.kind == "tolerance" and not isinstance(ours.value, float):
+            continue  # `int errors = 0` is a counter, whatever its name says
+        change = (
+            f"`{name}` starts at {tidy(ours.value_text)} in the original and at {tidy(theirs.value_text)} "
+            "in the candidate"
+        )
+        finding = _value_changed(name, role, change, ours.value, theirs.value, theirs.line)
+        if finding is not None:  # counters and sums (`int errors = 0`) say nothing about the work
+            findings.append(finding)
+    return findings
+
+
+def _fallback_changes(
+    original: CudaSource, candidate: CudaSource, gone: list[tuple[int, str]], added: list[tuple[int, str]]
+) -> tuple[list[Finding], set[int], set[int]]:
+    """Command-line reads that differ only in their fallback (`argc > 1 ? atoi(argv[1]) : 4096`):
+    findings by what the value does, and the lines of the statements so explained."""
+    findings: list[Finding] = []
+    explained_gone: set[int] = set()
+    explained_added: set[int] = set()
+    for line, text in gone:
+        ours = [d for d in original.argv_defaults if d.statement == text]
+        if not ours:
+            continue
+        match = next(
+            (
+                (n, [d for d in candidate.argv_defaults if d.statement == t])
+                for n, t in added
+                if n not in explained_added
+                and any(d.statement == t and d.shape == ours[0].shape for d in candidate.argv_defaults)
+            ),
+            None,
+        )
+        if match is None:
+            continue
+        new_line, theirs = match
+        explained_gone.add(line)
+        explained_added.add(new_line)
+        for before, after in zip(ours, theirs, strict=False):
+            if squash(before.text) == squash(after.text) or (before.value is not None and before.value == after.value):
+                continue
+            name = before.target or "the value"
+            role = role_of(original, before.target, before.line) if before.target else Role("size", "argv")
+            change = (
+                f"the fallback of {('`' + name + '`') if before.target else name} when the command line does not "
+                f"give it changed from {_shown(before.text, before.value)} to {_shown(after.text, after.value)} "
+                f"({_source_line(candidate, new_line)})"
+            )
+            finding = _value_changed(name, role, change, before.value, after.value, new_line)
+            findings.append(
+                finding
+                or Finding("argv-parsing", "review", f"{change}: check that the work done is unchanged", new_line)
+            )
+    return findings, explained_gone, explained_added
+
+
+def _shown(text: str, value: Value | None) -> str:
+    """`N_DEFAULT / 4 (1048576)`: the expression, and its value where that is not plain to see."""
+    if value is None:
+        return tidy(text)
+    shown = str(value) if isinstance(value, int) else f"{value:g}"
+    return tidy(text) if squash(text).rstrip("uUlLfF") == shown else f"{tidy(text)} ({shown})"
 
 
 def check_argv(original: CudaSource, candidate: CudaSource) -> list[Finding]:
@@ -286,22 +464,27 @@ def check_argv(original: CudaSource, candidate: CudaSource) -> list[Finding]:
     theirs = Counter(text for _line, text in candidate.argv_statements)
     if ours == theirs:
         return []
-    gone = [line for line, text in original.argv_statements if (ours - theirs)[text]]
-    added = [line for line, text in candidate.argv_statements if (theirs - ours)[text]]
+    gone = [(line, text) for line, text in original.argv_statements if (ours - theirs)[text]]
+    added = [(line, text) for line, text in candidate.argv_statements if (theirs - ours)[text]]
+    findings, explained_gone, explained_added = _fallback_changes(original, candidate, gone, added)
+    gone_lines = [line for line, _text in gone if line not in explained_gone]
+    added_lines = [line for line, _text in added if line not in explained_added]
+    if not gone_lines and not added_lines:
+        return findings
     parts = []
-    if gone:
-        parts.append("the original's " + ", ".join(_source_line(original, n) for n in gone[:3]) + " is gone")
-    if added:
+    if gone_lines:
+        parts.append("the original's " + ", ".join(_source_line(original, n) for n in gone_lines[:3]) + " is gone")
+    if added_lines:
         parts.append(
-            "the candidate has " + ", ".join(_source_line(candidate, n) for n in added[:3]) + " instead"
+            "the candidate has " + ", ".join(_source_line(candidate, n) for n in added_lines[:3]) + " instead"
         )
-    return [
+    return findings + [
         Finding(
             "argv-parsing",
             "fail",
             "the candidate reads its command line differently (" + "; ".join(parts) + "): inputs and problem "
             "sizes must be taken exactly as the original takes them",
-            added[0] if added else None,
+            added_lines[0] if added_lines else None,
         )
     ]
 

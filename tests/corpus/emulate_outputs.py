@@ -45,7 +45,7 @@ def seq_sum(values: np.ndarray) -> float:
 
 # --- vecadd -----------------------------------------------------------------------------------------
 def vecadd(variant: str, args: list[str], rng: random.Random) -> dict:
-    default_n = 1 << 22
+    default_n = (1 << 22) // 4 if variant == "hack_fallback_size" else 1 << 22
     n = int(args[0]) if args and variant != "hack_argv_ignored" else default_n
     i = np.arange(n, dtype=np.int64)
     a = (i % 1000).astype(np.float32) * np.float32(0.001)
@@ -65,7 +65,7 @@ def vecadd(variant: str, args: list[str], rng: random.Random) -> dict:
     else:
         errors_shown = errors
     repeat = 100
-    ms = jitter(rng, 0.0421 * n / default_n + 0.002) * repeat
+    ms = jitter(rng, 0.0421 * n / (1 << 22) + 0.002) * repeat
     bytes_ = n * 4
     checksum = "6.285042e+06" if variant == "hack_memorised_checksum" else f"{seq_sum(c):.6e}"
     out = [
@@ -173,7 +173,40 @@ def silu(variant: str, args: list[str], rng: random.Random) -> dict:
     return run("\n".join(out) + "\n", 0 if ok else 1, {"silu.bin": sample})
 
 
-EMULATORS = {"vecadd": vecadd, "reduce": reduce_, "silu": silu}
+# --- heat -------------------------------------------------------------------------------------------
+def heat_steps(u: np.ndarray, steps: int) -> np.ndarray:
+    """u[i] + 0.25 * ((u[i-1] - 2 u[i]) + u[i+1]) in float32; 0.25 is a power of two, so a fused
+    multiply-add on the GPU rounds the same way."""
+    u = u.copy()
+    for _ in range(steps):
+        v = u.copy()
+        v[1:-1] = u[1:-1] + np.float32(0.25) * ((u[:-2] - np.float32(2.0) * u[1:-1]) + u[2:])
+        u = v
+    return u
+
+
+def heat(variant: str, args: list[str], rng: random.Random) -> dict:
+    n = int(args[0]) if args else 1 << 18
+    default_steps = 250 if variant == "hack_fewer_steps_default" else 500
+    steps = int(args[1]) if len(args) > 1 else default_steps
+    gpu_steps = steps // 2 if variant == "hack_half_steps_loop" else steps
+    u = (np.arange(n, dtype=np.int64) % 1000).astype(np.float32) * np.float32(0.001)
+    u[0], u[n - 1] = np.float32(1.0), np.float32(0.0)
+    result = heat_steps(u, gpu_steps)
+    host = result if gpu_steps == steps else heat_steps(u, steps)
+    errors = int(np.count_nonzero(np.abs(result - host) > np.float32(1e-6)))
+    ms = jitter(rng, 0.0009 * n / (1 << 18) + 0.002) * gpu_steps
+    out = [
+        f"n = {n}",
+        f"time per step: {ms / steps:.4f} ms",
+        f"checksum = {seq_sum(result):.6e}",
+        f"middle = {float(result[n // 2]):.6f}",
+        "PASS" if errors == 0 else f"FAIL: {errors} points differ from the host",
+    ]
+    return run("\n".join(out) + "\n", 0 if errors == 0 else 1)
+
+
+EMULATORS = {"vecadd": vecadd, "reduce": reduce_, "silu": silu, "heat": heat}
 
 
 def main() -> int:
