@@ -7,7 +7,8 @@
 //   node e2e/run-e2e.mjs [--scenario=optimize|profile|server-missing] [--vsix=PATH] [--artifacts=DIR] [--keep]
 //
 // Scenarios:
-//   optimize        "Wattson: Optimize for Energy": progress, refactor preview, apply, code lens
+//   optimize        (Set API Key,) "Wattson: Optimize for Energy": progress, refactor preview, report,
+//                   apply, code lens; then Profile Energy on the result: joules in the status bar
 //   profile         "Wattson: Profile Energy" cancelled, then run to the end: the status bar shows joules
 //   server-missing  no server installed: the "did not start" message, its Show Output button, the palette
 //
@@ -16,6 +17,8 @@
 //   WATTSON_E2E_WORKSPACE   folder to open (copied first); default: e2e/fixture
 //   WATTSON_E2E_FILE        file to open in it, relative; default: the first .cu file
 //   WATTSON_E2E_TIMEOUT_S   how long the optimize job may take; default 300
+//   WATTSON_E2E_API_KEY     optimize: typed into "Wattson: Set API Key" first (the fake LLM's key)
+//   WATTSON_E2E_EXPECTED_FILE  optimize: what the file must hold once the result is applied and saved
 //   CODE_SERVER             code-server launcher; default /opt/cs/node_modules/.bin/code-server
 //   CODE_SERVER_NODE_DIR    folder with Node 24 for code-server; default /opt/node24/node_modules/node/bin
 //   CHROMIUM                browser; default /usr/bin/chromium
@@ -223,8 +226,25 @@ async function serverMissingScenario(page) {
   });
 }
 
-async function codeLensStep(page) {
+/** Scrolls the editor to the first kernel of the file as it is on disk: code lenses render only in view. */
+async function showFirstKernel(page, workspace, file) {
+  const lines = readFileSync(path.join(workspace, file), "utf8").split("\n");
+  const index = lines.findIndex((line) => line.includes("__global__"));
+  if (index < 0) {
+    return;
+  }
+  await page.locator(".monaco-editor .view-lines").first().click();
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible", timeout: uiTimeoutMs });
+  await input.fill(`:${index + 1}`);
+  await page.keyboard.press("Enter");
+  await page.locator(".quick-input-widget").waitFor({ state: "hidden", timeout: uiTimeoutMs });
+}
+
+async function codeLensStep(page, workspace, file) {
   await step("the server's code lens appears above the kernel", async () => {
+    await showFirstKernel(page, workspace, file);
     await page.locator(".codelens-decoration", { hasText: "Optimize" }).first().waitFor({ timeout: uiTimeoutMs });
     await screenshot(page, "code-lens");
   });
@@ -273,36 +293,121 @@ async function profileScenario(page, file) {
       }),
     ]);
     console.log(`     status bar: ${(await energy.innerText()).trim()}`);
+    await page.waitForTimeout(500); // let the result's toast finish sliding in
     await screenshot(page, "status-bar-energy");
   });
 }
 
+async function setApiKeyStep(page, key) {
+  await step('"Wattson: Set API Key" stores the key and restarts the server with it', async () => {
+    await runPalette(page, "Wattson: Set API Key");
+    const input = page.locator(".quick-input-widget input");
+    await page.locator(".quick-input-widget", { hasText: "ANTHROPIC_API_KEY" }).first().waitFor({ timeout: uiTimeoutMs });
+    if ((await input.getAttribute("type")) !== "password") {
+      throw new Error("the key's input box does not hide what is typed");
+    }
+    await input.fill(key);
+    await page.keyboard.press("Enter");
+    await toast(page, "ANTHROPIC_API_KEY stored").waitFor({ timeout: uiTimeoutMs });
+  });
+}
+
+/**
+ * Waits for what a job should end with; when the job's progress notification has gone and the
+ * result still has not come, fails at once with the messages on screen (what the server said).
+ */
+async function jobResult(page, expected, progressTitle) {
+  const deadline = Date.now() + jobTimeoutMs;
+  const said = new Set();
+  let endedAt;
+  for (;;) {
+    if (await expected.isVisible()) {
+      return;
+    }
+    // Information toasts hide themselves after a while: note each one while it is up.
+    for (const text of await page.locator(".notifications-toasts .notification-toast").allInnerTexts()) {
+      said.add(text.replace(/\s+/g, " ").trim());
+    }
+    const running = await toast(page, progressTitle).isVisible();
+    endedAt = running ? undefined : (endedAt ?? Date.now());
+    if (Date.now() > deadline || (endedAt !== undefined && Date.now() - endedAt > 10_000)) {
+      const what = running ? "the job did not end in time" : "the job ended without its result";
+      throw new Error(`${what}; messages shown: ${[...said].join(" | ") || "none"}`);
+    }
+    await page.waitForTimeout(500);
+  }
+}
+
+/** The status-bar item of the extension, "⚡ …". */
+function energyItem(page) {
+  return page.locator(".statusbar-item", { hasText: "⚡" }).first();
+}
+
 async function optimizeScenario(page, workspace, file) {
   const original = readFileSync(path.join(workspace, file), "utf8");
-  await codeLensStep(page);
+  const key = process.env.WATTSON_E2E_API_KEY;
+  if (key !== undefined && key !== "") {
+    await setApiKeyStep(page, key);
+  }
+  await codeLensStep(page, workspace, file);
+  await step("the status bar shows no energy before any measurement", async () => {
+    const text = (await energyItem(page).innerText({ timeout: uiTimeoutMs })).trim();
+    if (/\d/.test(text)) {
+      throw new Error(`the status bar already shows a measurement: ${text}`);
+    }
+  });
   await step('"Wattson: Optimize for Energy" shows a progress notification', async () => {
     await runPalette(page, "Wattson: Optimize for Energy");
-    await toast(page, "Wattson: optimizing").waitFor({ timeout: uiTimeoutMs });
+    const progress = toast(page, "Wattson: optimizing");
+    await progress.waitFor({ timeout: uiTimeoutMs });
+    await progress.getByRole("button", { name: "Cancel" }).waitFor({ timeout: uiTimeoutMs });
+    // A stage reported by the server's pipeline, not only the client's title.
+    await toast(page, /profiling the original|measuring|trial 1\/1/).waitFor({ timeout: jobTimeoutMs });
     await screenshot(page, "progress");
   });
   const panel = page.locator(".part.panel");
   const applyButton = panel.locator(".monaco-button", { hasText: /^Apply$/ }).first();
-  await step("the result opens in the refactor preview", async () => {
-    await panel.locator(".action-label", { hasText: "Refactor Preview" }).first().waitFor({ timeout: jobTimeoutMs });
+  await step("the result opens in the refactor preview, labelled with the measured saving", async () => {
+    await jobResult(page, panel.locator(".action-label", { hasText: "Refactor Preview" }).first(), "Wattson: optimizing");
     await applyButton.waitFor({ timeout: uiTimeoutMs });
     // The file and at least one change under it.
     await panel.locator(".monaco-list-row", { hasText: path.basename(file) }).first().waitFor({ timeout: uiTimeoutMs });
     if ((await panel.locator(".monaco-list-row").count()) < 2) {
       throw new Error("the refactor preview lists no change");
     }
+    // Each change carries the change annotation, the measured saving, as its hover text (the
+    // preview shows labels as a group only when an edit has several kinds of change).
+    const changes = panel.locator(".monaco-list-row [title]");
+    const titles = await changes.evaluateAll((elements) => elements.map((element) => element.getAttribute("title")));
+    if (titles.length === 0 || !titles.every((title) => /^Wattson: −\d[\d.]* % energy/.test(title ?? ""))) {
+      throw new Error(`the changes are not labelled with the measured saving: ${JSON.stringify(titles)}`);
+    }
+    console.log(`     change label: ${titles[0].split(" - ")[0]}`);
+    await panel.locator(".monaco-list-row").nth(1).hover({ position: { x: 200, y: 8 } });
+    await page.waitForTimeout(1500); // the hover appears after a delay
     await screenshot(page, "refactor-preview");
+    // Away from the row, so the hover closes before the next screenshot.
+    await page.mouse.move(700, 300);
+    await page.waitForTimeout(500);
   });
-  await step("applying and saving changes the file on disk", async () => {
+  await step("the report opens in the Markdown preview", async () => {
+    await page.locator(".tabs-container .tab", { hasText: "report.md" }).first().waitFor({ timeout: uiTimeoutMs });
+    // The preview is a webview: an iframe holding the rendered Markdown in another iframe.
+    const rendered = page.frameLocator("iframe.webview.ready").frameLocator("iframe#active-frame");
+    await rendered.locator("h1", { hasText: "Wattson optimize" }).first().waitFor({ timeout: uiTimeoutMs });
+    await rendered.locator("li", { hasText: "Outcome: improved" }).first().waitFor({ timeout: uiTimeoutMs });
+    await rendered.locator("table").first().waitFor({ timeout: uiTimeoutMs });
+    await screenshot(page, "report");
+  });
+  const expectedFile = process.env.WATTSON_E2E_EXPECTED_FILE;
+  const expected = expectedFile ? readFileSync(expectedFile, "utf8") : undefined;
+  await step(`applying and saving writes ${expected ? "the accepted candidate" : "a change"} to disk`, async () => {
     // Edits that need confirmation start unticked in the preview: tick the file, then apply.
     const fileRow = panel.locator(".monaco-list-row", { hasText: path.basename(file) }).first();
     await fileRow.locator("input[type=checkbox], .monaco-checkbox, .monaco-custom-toggle").first().click();
     await screenshot(page, "refactor-preview-ticked");
     await applyButton.click();
+    await page.locator(".tabs-container .tab", { hasText: path.basename(file) }).first().click();
     await page.locator(".monaco-editor .view-lines").first().click();
     await page.keyboard.press("Control+S");
     const deadline = Date.now() + uiTimeoutMs;
@@ -312,7 +417,28 @@ async function optimizeScenario(page, workspace, file) {
       }
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    await screenshot(page, "applied");
+    if (expected !== undefined) {
+      const saved = readFileSync(path.join(workspace, file), "utf8").trimEnd().split("\n");
+      const wanted = expected.trimEnd().split("\n");
+      const line = saved.findIndex((text, i) => text !== wanted[i]);
+      if (line >= 0 || saved.length !== wanted.length) {
+        const at = line >= 0 ? line : Math.min(saved.length, wanted.length);
+        throw new Error(`${file} on disk differs from the accepted candidate at line ${at + 1}: ${JSON.stringify(saved[at])}`);
+      }
+    }
+  });
+  await step("the code lens stays above the optimized kernel", async () => {
+    await showFirstKernel(page, workspace, file);
+    await page.locator(".codelens-decoration", { hasText: "Optimize" }).first().waitFor({ timeout: uiTimeoutMs });
+    await screenshot(page, "applied-code-lens");
+  });
+  await step('"Wattson: Profile Energy" on the optimized file puts its energy in the status bar', async () => {
+    await runPalette(page, "Wattson: Profile Energy");
+    const energy = page.locator(".statusbar-item", { hasText: /⚡ \d[\d.]* J/ }).first();
+    await energy.waitFor({ timeout: jobTimeoutMs });
+    console.log(`     status bar: ${(await energy.innerText()).trim()}`);
+    await page.waitForTimeout(500); // let the result's toast finish sliding in
+    await screenshot(page, "status-bar-energy");
   });
 }
 
