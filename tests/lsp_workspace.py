@@ -1,16 +1,21 @@
-"""A workspace for language-server tests: a real .cu file that nvcc builds, run as a fake-GPU program.
+"""Workspaces for language-server tests: real CUDA sources that nvcc builds, run as fake-GPU programs.
 
-The build compiles the CUDA source for real (`nvcc -c`), so build errors are real compiler output;
-the run plays the program against the scripted fake GPU (the only fake: the sensors).
+The build compiles the CUDA source for real, so build errors are real compiler output; the run plays
+the program against the scripted fake GPU (a fake at the sensors). Optimize tests add our jacobi2d
+example and the model's replies for the loopback fake LLM (the other fake: the LLM's HTTP endpoint).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
+
+from llm_fake_server import Reply
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
@@ -72,3 +77,87 @@ def make_workspace(seconds: float = 0.3) -> dict:
                 "PYTHONUNBUFFERED": "1"})
     return {"root": root, "project": project, "source": project / "kern.cu", "env": env,
             "db": root / "history.sqlite3", "load_file": load_file}
+
+
+# --- optimize: our jacobi2d example, replies from the loopback fake LLM ---------------------------
+
+TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
+FAKE_API_KEY = "test-key-not-a-secret"  # only the loopback fake LLM ever sees it
+
+
+def _load_replay() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("replay", TRANSCRIPTS / "replay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+replay = _load_replay()
+
+
+def make_optimize_workspace() -> dict:
+    """A fake GPU, a history and the server's environment (with the fake LLM's key) for optimize tests.
+
+    Projects come from `add_optimize_project`, one per test, each pointing at that test's fake LLM."""
+    ws = make_workspace()
+    ws["env"].update({"ANTHROPIC_API_KEY": FAKE_API_KEY, "WATTSON_LOCK_DIR": str(ws["root"] / "locks")})
+    return ws
+
+
+def add_optimize_project(ws: dict, name: str, llm_base_url: str) -> Path:
+    """Our jacobi2d example as a project: nvcc builds every candidate, play.py runs it on the fake GPU
+    with the work its source declares. Returns the source file."""
+    return replay.make_test_project(ws["root"] / name, FAKE_PROGRAM, ws["load_file"],
+                                    replay.anthropic_llm(llm_base_url), max_corrections=0, seconds=RUN_BUSY_S)
+
+
+# Two trials a side give a verdict only when both candidate runs use less energy than both original
+# runs. Busy 0.2 s against 0.12 s is 28 J apart on the fake card: a run would have to start 0.4 s
+# late (idle watts) to flip it, which a loaded 2-core machine can do to 0.08 s runs 20 % apart.
+RUN_BUSY_S = 0.2
+CANDIDATE_WORK = 0.6
+
+
+def candidate_text(marker: str = f"work={CANDIDATE_WORK}") -> str:
+    """The candidate the scripted model proposes: the recorded optimized jacobi2d, doing 60 % of the work."""
+    return f"// fake-gpu: {marker}\n" + (TRANSCRIPTS / "optimized" / "jacobi2d.cu").read_text(encoding="utf-8")
+
+
+def optimize_replies(candidate: str | None = None, delay_s: float = 0.0) -> list[Reply]:
+    """One trial, one iteration: description, plan, the candidate, the judge's accept.
+
+    `delay_s` holds back the first reply, so a test can act while the model "thinks"."""
+    common = TRANSCRIPTS / "common"
+    code = replay.code_reply(candidate or candidate_text(), "jacobi2d.cu",
+                             ["32 x 8 blocks walking along rows: coalesced loads and stores"])
+    verdict = {"verdict": "accept", "reasons": ["The same stencil in the same order; only the thread "
+                                                "mapping changed."], "risks": []}
+    return [Reply(text=(common / "jacobi2d_description.md").read_text(encoding="utf-8"), delay_s=delay_s),
+            Reply(text=(common / "jacobi2d_plan.md").read_text(encoding="utf-8")),
+            Reply(text=code),
+            Reply(tool_input=verdict)]
+
+
+# --- the test client ------------------------------------------------------------------------------
+
+def parse_code_actions_per_spec(client) -> None:
+    """Make the client tell a CodeAction from a Command as the LSP specification does.
+
+    lsprotocol's converter reads every `textDocument/codeAction` result item that has a `command`
+    key as a Command, so a CodeAction carrying its Command object comes back as a Command whose
+    `command` is that object's repr. Per the specification a Command's `command` is a string and
+    a CodeAction's is a Command object; this hook decides on exactly that."""
+    from typing import Union
+
+    from lsprotocol import types
+
+    converter = client.protocol._converter
+
+    def structure(item: dict, _type: object) -> types.Command | types.CodeAction:
+        if isinstance(item.get("command"), str):
+            return converter.structure(item, types.Command)
+        return converter.structure(item, types.CodeAction)
+
+    # typing.Union, not `|`: the hook is found by equality with the type lsprotocol's fields spell.
+    converter.register_structure_hook(Union[types.Command, types.CodeAction], structure)  # noqa: UP007

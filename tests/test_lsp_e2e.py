@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
+from lsp_workspace import make_workspace, parse_code_actions_per_spec
 from lsprotocol import types
-from lsp_workspace import make_workspace
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-
 from wattson.store import History, content_hash
 
 WS = make_workspace(seconds=0.3)
@@ -24,6 +23,7 @@ URI = SOURCE.as_uri()
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "wattson", "serve"],
                                               server_env=WS["env"]))
 async def client(lsp_client: LanguageClient):
+    parse_code_actions_per_spec(lsp_client)
     lsp_client.code_lens_refreshes = 0
     lsp_client.energy_notes = []
 
@@ -72,9 +72,16 @@ async def test_code_actions_offer_commands_at_once(client: LanguageClient):
     assert "Profile energy" in titles
     assert "Optimize for energy" in titles
     assert "Optimize kernel `copy_kernel` for energy" in titles
-    kernel_action = next(a for a in actions if a.title.startswith("Optimize kernel"))
+    assert all(isinstance(a, types.CodeAction) for a in actions)  # CodeActions carrying commands
+    by_title = {a.title: a for a in actions}
+    kernel_action = by_title["Optimize kernel `copy_kernel` for energy"]
+    assert kernel_action.kind == types.CodeActionKind.RefactorRewrite and kernel_action.edit is None
     assert kernel_action.command.command == "wattson.optimize"
-    assert kernel_action.command.arguments == [{"uri": URI, "version": 1, "kernel": "copy_kernel"}]
+    assert list(kernel_action.command.arguments) == [{"uri": URI, "version": 1, "kernel": "copy_kernel"}]
+    whole_file = by_title["Optimize for energy"].command
+    assert whole_file.command == "wattson.optimize" and list(whole_file.arguments) == [{"uri": URI, "version": 1}]
+    profile = by_title["Profile energy"]
+    assert profile.kind == types.CodeActionKind.Source and profile.command.command == "wattson.profile"
 
 
 async def test_no_code_actions_outside_cuda_files(client: LanguageClient):

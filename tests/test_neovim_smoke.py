@@ -1,17 +1,23 @@
-"""Neovim 0.7, headless, as a second LSP client: Wattson's hover works outside VS Code."""
+"""Neovim 0.7, headless, as a second LSP client: Wattson's hover and an applied optimize edit work
+outside VS Code. Fakes: the GPU sensors and, for the optimize, the LLM's endpoint (loopback)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from lsp_workspace import make_workspace
-
+from llm_fake_server import FakeLlmServer
+from lsp_workspace import (
+    add_optimize_project,
+    candidate_text,
+    make_optimize_workspace,
+    make_workspace,
+    optimize_replies,
+)
 from wattson.store import History, content_hash
 
 INIT = Path(__file__).parent / "nvim" / "init.lua"
@@ -29,7 +35,7 @@ def run_nvim(ws: dict, hover_line: int, hover_char: int, optimize: bool = False,
                 "WATTSON_NVIM_HOVER_CHAR": str(hover_char), "WATTSON_NVIM_OPTIMIZE": "1" if optimize else "0",
                 "XDG_STATE_HOME": str(ws["root"] / "nvim-state"), "XDG_DATA_HOME": str(ws["root"] / "nvim-data")})
     env.update(extra_env or {})
-    subprocess.run(["nvim", "--headless", "--clean", "-u", str(INIT)], env=env, timeout=300,
+    subprocess.run(["nvim", "--headless", "--clean", "-u", str(INIT)], env=env, timeout=120,
                    capture_output=True, cwd=ws["project"])
     assert out.exists(), "neovim wrote no result"
     return json.loads(out.read_text())
@@ -51,3 +57,19 @@ def test_hover_in_neovim():
     assert got.get("initialized") is True
     assert "4.5 J" in got.get("hover", ""), got
     assert "222 W" in got["hover"]
+
+
+def test_optimize_edit_is_applied_in_neovim():
+    ws = make_optimize_workspace()
+    with FakeLlmServer() as llm:
+        llm.push(*optimize_replies())
+        source = add_optimize_project(ws, "nvim", llm.anthropic_base_url)
+        original = source.read_text()
+        got = run_nvim(dict(ws, source=source, project=source.parent), 0, 0, optimize=True)
+        assert llm.pending() == 0, got["messages"]
+    assert got.get("initialized") is True and got.get("optimize_finished") is True, got
+    assert got.get("optimize", {}).get("status") == "applied", got
+    # Neovim applied the versioned edit to the buffer (unsaved): it now holds the candidate.
+    assert got["text_after"] + "\n" == candidate_text() != original
+    assert got["modified"] is True and source.read_text() == original
+    assert [Path(uri).suffix for uri in got["shown_documents"]] == [".md"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..kernel_costs import kernel_costs, lens_title
-from ..profilers.kernels.source_map import find_kernel_definitions
 from .documents import MAX_DOCUMENT_CHARS, document_path, is_cuda_document
+from .kernels import kernel_definitions
 
 
 def code_lenses(ls, uri: str, version: int | None, text: str, optimize_available: bool) -> list[types.CodeLens]:
@@ -15,7 +15,7 @@ def code_lenses(ls, uri: str, version: int | None, text: str, optimize_available
     path = document_path(uri)
     costs = kernel_costs(ls.history, str(path.resolve()), text) if path else {}
     lenses = []
-    for k in find_kernel_definitions(text):
+    for k in kernel_definitions(text):
         rng = types.Range(start=types.Position(line=k.line - 1, character=0),
                           end=types.Position(line=k.line - 1, character=0))
         cost = costs.get(k.name)

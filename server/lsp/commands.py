@@ -9,6 +9,7 @@ an older version of the document are never applied.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import tempfile
@@ -214,8 +215,8 @@ async def deliver_edit(ls, snap: Snapshot, new_text: str, label: str, message: s
                     "(it was computed for the earlier text). The report is kept.",
             actions=[types.MessageActionItem(title="Re-run")]))
         if choice is not None and choice.title == "Re-run":
-            asyncio.ensure_future(optimize_command(ls, {"uri": snap.uri, "version": current.version,
-                                                        **({"kernel": snap.kernel} if snap.kernel else {})}))
+            _start_rerun(optimize_command(ls, {"uri": snap.uri, "version": current.version,
+                                               **({"kernel": snap.kernel} if snap.kernel else {})}))
         return _result("stale", "the document changed during the job; nothing was applied", report_uri)
     annotation_id = "wattson-optimize"
     edits = [types.AnnotatedTextEdit(
@@ -233,6 +234,17 @@ async def deliver_edit(ls, snap: Snapshot, new_text: str, label: str, message: s
         return _result("applied", message, report_uri)
     return _result("proposed", f"{message} (not applied: {applied.failure_reason or 'declined in the editor'})",
                    report_uri)
+
+
+_RERUNS: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+
+
+def _start_rerun(job) -> None:
+    """A job the server starts itself. An empty context: the finished request's workDoneToken and id
+    are not the re-run's (it gets a progress token of its own, and its own cancel)."""
+    task = asyncio.get_running_loop().create_task(job, context=contextvars.Context())
+    _RERUNS.add(task)
+    task.add_done_callback(_RERUNS.discard)
 
 
 # --- shared job handling ---------------------------------------------------------------------------

@@ -5,14 +5,13 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..kernel_costs import hover_markdown, kernel_costs
-from ..profilers.kernels.source_map import find_kernel_definitions
 from .documents import document_path, is_cuda_document
-from .kernels import word_at
+from .kernels import kernel_definitions, word_at
 
 
 def hover_text(ls, uri: str, text: str, line0: int, char0: int) -> str | None:
     word = word_at(text, line0, char0)
-    if word is None or word not in {k.name for k in find_kernel_definitions(text)}:
+    if word is None or word not in {k.name for k in kernel_definitions(text)}:
         return None
     path = document_path(uri)
     costs = kernel_costs(ls.history, str(path.resolve()), text) if path else {}

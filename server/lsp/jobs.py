@@ -33,7 +33,8 @@ class JobRegistry:
         with self._lock:
             running = self._by_uri.get(uri)
             if running is not None:
-                raise JobBusy(f"Wattson is already running a {running.kind} job for this file; "
+                article = "an" if running.kind.startswith(tuple("aeiou")) else "a"
+                raise JobBusy(f"Wattson is already running {article} {running.kind} job for this file; "
                               "wait for it or cancel it first.")
             job = Job(uri, kind, msg_id, token)
             self._by_uri[uri] = job

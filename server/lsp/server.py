@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 
 from lsprotocol import types
@@ -103,7 +104,14 @@ def build_server() -> WattsonServer:
     return server
 
 
+# Jobs run on worker threads of this process. With Python's default 5 ms switch interval, a busy job
+# (an LLM reply streaming in, a diff being checked) keeps the GIL for up to 5 ms each time the event
+# loop asks for it, and a hover asks several times: tens of ms in all. bench/lsp_latency.py measures it.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 def main() -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message in full at INFO
     server = build_server()

@@ -15,6 +15,17 @@ local function finish()
   vim.cmd("qa!")
 end
 
+-- Record what the server opens and says, as an editor would show it.
+results.shown_documents = {}
+results.messages = {}
+vim.lsp.handlers["window/showDocument"] = function(_, params)
+  table.insert(results.shown_documents, params.uri)
+  return { success = true }
+end
+vim.lsp.handlers["window/showMessage"] = function(_, params)
+  table.insert(results.messages, params.message)
+end
+
 vim.cmd("edit " .. file)
 vim.bo.filetype = "cuda"
 local client_id = vim.lsp.start_client({
@@ -46,7 +57,8 @@ if do_optimize then
       if err then results.optimize_error = err.message end
       done = true
     end)
-  vim.wait(240000, function() return done end, 100)
+  results.optimize_finished = vim.wait(60000, function() return done end, 100)
   results.text_after = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+  results.modified = vim.bo.modified
 end
 finish()
