@@ -334,8 +334,6 @@ async def test_cancel_request_while_the_original_is_profiled_then_the_next_job_r
     assert result["status"] == "applied", result
 
 
-@pytest.mark.xfail(strict=True, reason="server/llm: cancel does not interrupt an HTTP request in flight; "
-                                       "the job stops only when the model's reply arrives")
 async def test_cancel_while_the_model_is_thinking_ends_the_job_at_once(
         client: LanguageClient, llm: FakeLlmServer, source: Path):
     uri = _open(client, source)

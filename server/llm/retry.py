@@ -80,7 +80,7 @@ def call_with_retries(attempt: Callable[[], T], policy: RetryPolicy, *, what: st
         if cancel is not None and cancel.is_set():
             raise LlmCancelled(f"{what} cancelled")
         try:
-            return attempt()
+            return attempt() if cancel is None else _interruptible(attempt, cancel, what)
         except LlmError as err:
             if not err.retryable:
                 raise
@@ -107,6 +107,31 @@ def call_with_retries(attempt: Callable[[], T], policy: RetryPolicy, *, what: st
                     raise LlmCancelled(f"{what} cancelled") from None
             else:
                 time.sleep(delay)
+
+
+def _interruptible(attempt: Callable[[], T], cancel: threading.Event, what: str) -> T:
+    """Run `attempt` on a helper thread so a cancel ends the wait at once.
+
+    The SDKs block in their HTTP call and have no way to abort it from another thread; the request is
+    left to finish on its own and its reply is discarded (its tokens are not counted)."""
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = attempt()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread below
+            box["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="llm-request", daemon=True).start()
+    while not done.wait(0.05):
+        if cancel.is_set():
+            raise LlmCancelled(f"{what} cancelled")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
 
 
 def _gave_up(what: str, attempts: int, elapsed_s: float, reason: str) -> LlmError:
