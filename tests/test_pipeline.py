@@ -157,7 +157,7 @@ def test_compile_error_goes_back_to_the_model_and_the_fix_saves_energy(
         "```diff",
     ):
         assert needle in report, needle
-    assert ("plot omitted: matplotlib not installed" in report) or "power-timeline.png" in report
+    assert "power-timeline.png" in report  # matplotlib is a dependency: the plot is drawn
     folder = outcome.report_path.parent
     assert (folder / "trial-1" / "iteration-1" / "jacobi2d.cu").exists()
     assert (folder / "trial-1" / "iteration-1-fix-1" / "result.json").exists()
