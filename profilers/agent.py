@@ -30,6 +30,7 @@ from typing import IO, Any
 from .device import FAKE_GPU_ENV, DeviceError, GpuDevice, open_devices
 from .gpu_lock import GpuBusy, GpuLock, LockWaitCancelled, lock_key
 from .jobs import VISIBLE_DEVICES_ENV, JobDir, ProgramSpec, SpecError, gpu_arch, job_env, run_build
+from .run_files import OutputBudget, RunFilesRecorder
 
 PROTOCOL_VERSION = 1
 DEFAULT_GPU_WAIT_S = 600.0
@@ -428,14 +429,20 @@ class Agent:
         return make_sandbox(job_dir.run_dir)
 
     def _run_once(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None,
-                  job: Job, sandbox: Any) -> Callable[[], Any]:
+                  job: Job, sandbox: Any, output_budget: OutputBudget) -> Callable[[], Any]:
+        """One measured run, with what it left in the run folder (run_files.py) in its record."""
         from .run import measured_run
 
         env = job_env(spec, arch, device)
+        recorder = RunFilesRecorder(job_dir.run_dir, spec.output_files, output_budget)
 
         def run_once() -> Any:
-            return measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
-                                env=env, sandbox=sandbox, cancel=job.cancel)
+            recorder.before_run()  # the first time only: the folder as the build left it
+            m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
+                             env=env, sandbox=sandbox, cancel=job.cancel)
+            if not m.cancelled:
+                m.files = recorder.after_run()
+            return m
 
         return run_once
 
@@ -462,13 +469,37 @@ class Agent:
                 else:
                     from .protocol import profile
 
-                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox)
+                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget())
                     result = profile(run_once, device, budget, progress=report.engine(), cancel=job.cancel)
                 out = result.to_dict()
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
                                                    warnings)
+                if params.get("initcheck"):
+                    out["initcheck"] = self._initcheck(spec, job_dir, device, arch, job, sandbox, report,
+                                                       warnings, params["initcheck"])
         return _with_warnings(out, warnings, sandbox)
+
+    def _initcheck(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None, job: Job,
+                   sandbox: Any, report: Reporter, warnings: list[str], options: Any) -> dict[str, Any] | None:
+        """One more run under compute-sanitizer initcheck, after the measured trials (it slows the
+        program many times over). Where the tool is missing, a warning says so and the profile stands."""
+        from .sanitizer import SanitizerUnavailable, run_initcheck
+
+        timeout_s = spec.run_timeout_s * 20
+        if isinstance(options, dict) and isinstance(options.get("timeout_s"), int | float):
+            timeout_s = float(options["timeout_s"])
+        report("initcheck", f"checking {spec.name} for reads of uninitialised GPU memory (compute-sanitizer "
+               f"initcheck, up to {timeout_s:.0f} s)")
+        try:
+            result = run_initcheck(spec.run, cwd=job_dir.run_dir, timeout_s=timeout_s,
+                                   env=job_env(spec, arch, device), sandbox=sandbox, cancel=job.cancel)
+        except SanitizerUnavailable as e:
+            warnings.append(f"initcheck unavailable: {e}")
+            return None
+        if job.cancel.is_set():
+            raise _cancelled(job)
+        return result.to_dict()
 
     def _kernels(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None, job: Job,
                  sandbox: Any, report: Reporter, warnings: list[str]) -> dict[str, Any] | None:
@@ -492,7 +523,9 @@ class Agent:
                 if m.failed:
                     warnings.append(f"per-kernel energy: the traced run {m.failure_text()}")
                     return None
-                return kernels.profile_kernels(trace_path, m.timeline, sources=_source_texts(spec)).to_dict()
+                # The run's timeline counts from its start; the trace's timestamps are time.monotonic().
+                return kernels.profile_kernels(trace_path, m.timeline, sources=_source_texts(spec),
+                                               timeline_origin_s=m.start_monotonic_s).to_dict()
         except (kernels.KernelTraceUnavailable, ValueError) as e:
             warnings.append(f"per-kernel energy unavailable: {e}")
             return None
@@ -527,8 +560,9 @@ class Agent:
                 else:
                     from .protocol import compare
 
-                    result = compare(self._run_once(spec_a, dir_a, device, arch, job, sandbox_a),
-                                     self._run_once(spec_b, dir_b, device, arch, job, sandbox_b),
+                    output_budget = OutputBudget()  # one cap for the job: A's runs and B's together
+                    result = compare(self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget),
+                                     self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget),
                                      device, budget, progress=report.engine(), cancel=job.cancel)
         return _with_warnings(result.to_dict(), warnings, sandbox_a, sandbox_b)
 

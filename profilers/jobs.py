@@ -53,6 +53,9 @@ class ProgramSpec:
     host_dir: str | None = None
     # False for code the user has not reviewed (LLM candidates): it runs inside profilers/sandbox.py.
     trusted: bool = True
+    # Files the program writes, relative to the run folder (workdir); their bytes come back with
+    # each trial for the oracle (profilers/run_files.py).
+    output_files: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: Any) -> ProgramSpec:
@@ -77,6 +80,11 @@ class ProgramSpec:
             raise SpecError("`env` must map variable names to string values")
         workdir = d.get("workdir") or "."
         safe_relative_path(workdir, what="workdir", allow_dot=True)
+        output_files = d.get("output_files") or []
+        if not isinstance(output_files, list):
+            raise SpecError("`output_files` must be a list of paths relative to the run folder")
+        for name in output_files:
+            safe_relative_path(name, what="output file")
         host_dir = d.get("host_dir")
         if host_dir is not None:
             if not isinstance(host_dir, str) or not os.path.isabs(host_dir):
@@ -95,6 +103,7 @@ class ProgramSpec:
             source_file=d.get("source_file"),
             host_dir=host_dir,
             trusted=bool(d.get("trusted", True)),
+            output_files=list(dict.fromkeys(output_files)),
         )
 
 

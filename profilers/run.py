@@ -7,7 +7,8 @@ the timeline (plots, peak power, per-kernel attribution). Where the GPU has no c
 counter did not move, the timeline is integrated instead and the result says so.
 
 The command runs under /bin/sh in its own session, so a timeout or a cancel kills its whole process
-group, grandchildren included, and nothing it started outlives the measurement.
+group, grandchildren included, and nothing it started outlives the measurement. Its host CPU time
+(user + system, of every process reaped below it) comes from wait4's resource usage.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .device import DeviceError, DeviceState, GpuDevice, counter_delta_mj
+from .run_files import RunFiles
 
 TERM_GRACE_S = 0.5  # between SIGTERM and SIGKILL of the process group
 # A counter that does not move over this long is stuck: H100 and AMD counters update every
@@ -74,6 +76,10 @@ class RunMeasurement:
     start_monotonic_s: float  # time.monotonic() at process start; kernel timelines align to it
     warnings: list[str] = field(default_factory=list)  # sensor trouble, leftover processes
     throttle_reasons_seen: list[str] = field(default_factory=list)  # polled during the run, not just edges
+    # user + system CPU time of the process and every descendant it reaped (os.wait4's rusage);
+    # None when it could not be read (an older agent's record, a process reaped elsewhere)
+    host_cpu_s: float | None = None
+    files: RunFiles | None = None  # what the run left in its folder; None where nobody looked
 
     @property
     def failed(self) -> bool:
@@ -117,6 +123,8 @@ class RunMeasurement:
             "start_monotonic_s": self.start_monotonic_s,
             "warnings": list(self.warnings),
             "throttle_reasons_seen": list(self.throttle_reasons_seen),
+            "host_cpu_s": self.host_cpu_s,
+            **(self.files.to_dict() if self.files is not None else {}),
         }
 
     @classmethod
@@ -139,6 +147,8 @@ class RunMeasurement:
             start_monotonic_s=float(d.get("start_monotonic_s", 0.0)),
             warnings=list(d.get("warnings") or []),
             throttle_reasons_seen=list(d.get("throttle_reasons_seen") or []),
+            host_cpu_s=float(d["host_cpu_s"]) if d.get("host_cpu_s") is not None else None,
+            files=RunFiles.from_dict(d),
         )
 
 
@@ -269,7 +279,12 @@ class _PowerSampler:
 
 
 class _ExitWaiter(threading.Thread):
-    """Blocks in waitpid, so the end edge (time, counter) is taken the instant the process is reaped."""
+    """Blocks in wait4, so the end edge (time, counter) is taken the instant the process is reaped.
+
+    wait4 rather than Popen.wait: its rusage is the host CPU time of the process and of every
+    descendant reaped below it (the shell's children; in the sandbox, everything under its PID-1
+    shell), which shows work moved from the GPU to host threads. The exit status is handed to the
+    Popen object, so Popen never waits for (or reaps) the pid again."""
 
     def __init__(self, proc: subprocess.Popen, device: GpuDevice | None):
         super().__init__(name="run-waiter", daemon=True)
@@ -279,9 +294,16 @@ class _ExitWaiter(threading.Thread):
         self.end_s = 0.0
         self.energy_mj: float | None = None
         self.error: str | None = None
+        self.host_cpu_s: float | None = None
 
     def run(self) -> None:
-        self.proc.wait()
+        try:
+            _pid, status, usage = os.wait4(self.proc.pid, 0)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): the status is lost, not the run
+            self.proc.wait()
+        else:
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.host_cpu_s = usage.ru_utime + usage.ru_stime
         self.end_s = time.monotonic()
         self.energy_mj, self.error = _read_counter(self.device)
         self.exited.set()
@@ -484,6 +506,7 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
         start_monotonic_s=start_s,
         warnings=warnings,
         throttle_reasons_seen=sorted(sampler.throttle_reasons),
+        host_cpu_s=waiter.host_cpu_s,
     )
 
 

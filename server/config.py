@@ -53,6 +53,12 @@ def _string(value: Any) -> str:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"true or false, got {_got(value)}")
+    return value
+
+
 def _number(value: Any) -> float:
     # bool is an int in Python; `timeout_s = true` is a mistake, not 1 second.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -140,6 +146,23 @@ def _relative_paths(value: Any) -> tuple[str, ...]:
     return paths
 
 
+def _file_modes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Invalid(f'a table such as {{ "out/result.bin" = "binary:float32" }}, got {_got(value)}')
+    from .verify.output_files import validate_mode  # only when the key is set: wattson.verify is large
+
+    out = {}
+    for name, mode in value.items():
+        _relative_paths([name])
+        try:
+            out[name] = _string(mode)
+        except _Invalid as e:
+            raise _Invalid(f"a table of output-file modes; {name} is not: {e}") from None
+        if problem := validate_mode(out[name]):
+            raise _Invalid(f"a table of output-file modes; {name}: {problem}")
+    return out
+
+
 def _above(low: float) -> Callable[[float], None]:
     def check(v: float) -> None:
         if not v > low:
@@ -219,6 +242,9 @@ class VerifyConfig:
     pass_regex: tuple[str, ...] | None = _key(None, _regexes, absent=True)  # None: the oracle's markers
     fail_regex: tuple[str, ...] | None = _key(None, _regexes, absent=True)
     output_files: tuple[str, ...] = _key((), _relative_paths)
+    initcheck: bool = _key(False, _boolean)  # compute-sanitizer initcheck on the original and each candidate
+    initcheck_timeout_s: float = _key(600.0, _number, _above(0))
+    output_file_modes: dict[str, str] = _key({}, _file_modes)  # path -> mode; unlisted files: auto
 
 
 @dataclass(frozen=True)
@@ -380,6 +406,10 @@ def _check_across_keys(config: Config, name_of: Callable[[str, str], str]) -> No
     if m.max_trials < m.min_trials:
         raise ConfigError(f"{name_of('measure', 'max_trials')} ({m.max_trials}) must be at least "
                           f"min_trials ({m.min_trials})")
+    v = config.verify
+    if stray := sorted(set(v.output_file_modes) - set(v.output_files)):
+        raise ConfigError(f"{name_of('verify', 'output_file_modes')} names {', '.join(stray)}, which "
+                          "output_files does not list: add it to output_files, or remove its mode")
     llm = config.llm
     if (llm.price_input_usd_per_mtok is None) != (llm.price_output_usd_per_mtok is None):
         raise ConfigError(f"{name_of('llm', 'price_input_usd_per_mtok')} and price_output_usd_per_mtok go "

@@ -334,7 +334,7 @@ def resolve_program(path: Path, args: list[str] | None, config: Config | None = 
     base, files, skipped = pack_files(project.root, project_files(project), project.source_file)
     workdir = os.path.relpath(project.root, base)
     cfg = project.config
-    return {
+    spec = {
         "name": project.source_file.stem if project.kind == "single-file" else project.root.name,
         "files": files,
         "build": build,
@@ -346,6 +346,9 @@ def resolve_program(path: Path, args: list[str] | None, config: Config | None = 
         "source_file": project.source_file.relative_to(base).as_posix(),
         "skipped_files": skipped,
     }
+    if cfg.verify.output_files:  # relative to the run folder (the project root); each run returns them
+        spec["output_files"] = list(cfg.verify.output_files)
+    return spec
 
 
 def _size(size: int) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the scripted fake GPU (the sensor boundary) and the CLI's environment."""
+"""Shared fixtures: the scripted fake GPU (the sensor boundary), the CLI's environment, and for the
+optimize loop's tests the loopback LLM endpoint, an agent on the fake GPU and a history."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+from agent_fixture import agent_env
+from llm_fake_server import FakeLlmServer
+from wattson.runner import AgentClient
+from wattson.store import History
 
 
 @pytest.fixture
@@ -30,3 +35,25 @@ def cli_env(tmp_path: Path, fake_gpu) -> dict[str, str]:
     env["WATTSON_DB"] = str(tmp_path / "history.sqlite3")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+# Modules that define a fixture of the same name (an LSP server, an agent of their own) keep theirs.
+@pytest.fixture
+def server():
+    with FakeLlmServer() as s:
+        yield s
+
+
+@pytest.fixture
+def agent(tmp_path, fake_gpu, monkeypatch):
+    spec_path, _ = fake_gpu
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-a-secret")
+    client = AgentClient.start(None, env=agent_env(spec_path, tmp_path))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def history(tmp_path):
+    with History(tmp_path / "data" / "history.sqlite3") as h:
+        yield h

@@ -18,13 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_fixture import agent_env
 from llm_fake_server import FakeLlmServer, Reply
 from wattson.config import load_config
 from wattson.project import resolve_program
 from wattson.refactor.pipeline import OptimizeRequest, optimize
-from wattson.runner import AgentClient
-from wattson.store import History
 
 REPO = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
@@ -84,26 +81,6 @@ def leftover_processes(marker: str) -> list[str]:
             found.append(cmd)
     return found
 
-
-@pytest.fixture
-def server():
-    with FakeLlmServer() as s:
-        yield s
-
-
-@pytest.fixture
-def agent(tmp_path, fake_gpu, monkeypatch):
-    spec_path, _ = fake_gpu
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-a-secret")
-    client = AgentClient.start(None, env=agent_env(spec_path, tmp_path))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def history(tmp_path):
-    with History(tmp_path / "data" / "history.sqlite3") as h:
-        yield h
 
 
 def test_compile_error_goes_back_to_the_model_and_the_fix_saves_energy(

@@ -4,9 +4,10 @@
        outputs as the oracle's reference (and its runs on the alternate inputs of wattson.toml);
     2. k independent trials, each: describe the GPU and the code, plan from the measured profile
        (context.py), then for each iteration generate a candidate, extract its code (extract.py),
-       check it (static checks, build, two runs against the oracle, alternate inputs, kernel
-       launches), self-correct with the failing detail up to [optimize] max_corrections times,
-       measure it against the original (compare protocol), ask the judge when it saves energy,
+       check it (static checks, build, two runs against the oracle with the declared output files,
+       files left behind, alternate inputs, kernel launches), self-correct with the failing detail up
+       to [optimize] max_corrections times, measure it against the original (compare protocol: host
+       CPU time is compared there), ask the judge when it saves energy,
        and feed the measurement back for the next iteration (temperature rising, schedule.py);
     3. the best offerable candidate (selection.py) becomes a checked unified diff, every candidate
        is kept on disk and in the history, and a Markdown report is written (wattson.report).
@@ -30,6 +31,7 @@ from pathlib import Path
 from ..config import Config, ConfigError
 from ..judge import JudgeMaterial, decide, judge_candidate
 from ..llm import LlmCancelled, LlmError, LlmProvider, LlmRefusal, make_provider
+from ..profilers.run_files import without_file_bytes
 from ..project import ProjectError
 from ..prompt_render import PromptError, compare_summary
 from ..report import OptimizeReport, write_report
@@ -264,10 +266,16 @@ class _Job:
         self._stage(0, "profiling the original")
         try:
             profile = self.agent.profile(
-                self.original, reference_budget(self.config), kernels=True, progress=self._relay(0)
+                self.original,
+                reference_budget(self.config),
+                kernels=True,
+                initcheck=self.config.verify.initcheck,
+                progress=self._relay(0),
             )
         except AgentError as e:
             raise _Fatal(_original_failed(e)) from e
+        self.reference = Reference.from_profile(profile)
+        profile = without_file_bytes(profile)  # kept for prompts, history and report: sizes, not bytes
         self.original_profile = profile
         self.device = profile.get("device") or devices[0]
         self.history.add_profile(
@@ -276,8 +284,12 @@ class _Job:
             result=profile,
             kernels=profile.get("kernels"),
         )
-        self.reference = Reference.from_profile(profile)
         self.trace_kernels = profile.get("kernels") is not None
+        if self.config.verify.initcheck and self.reference.initcheck is None:
+            why = [w for w in profile.get("warnings") or [] if "initcheck" in w]
+            self.notes.append(
+                "compute-sanitizer initcheck did not run: " + ("; ".join(why) or "the agent returned no report")
+            )
         for args, run in alternate_runs(req.source_path, self.config):
             self._stage(0, f"running the original with the alternate arguments `{args}`")
             try:
@@ -289,7 +301,7 @@ class _Job:
                     f"alternate input `{args}` left out: the original fails on it ({e.message})"
                 )
                 continue
-            self.reference.alternates.append((args, run, run_outputs(alt)))
+            self.reference.add_alternate(args, run, alt)
         self.book = PromptBook(self.program, profile, self.device, req.kernel)
         self.checks = CandidateChecks(self.config, self.reference, req.source_text, self.program.get("build"))
         assert self.folder is not None
@@ -448,15 +460,20 @@ class _Job:
         self._stage(c.trial, f"iteration {c.iteration}: building and checking {c.title}")
         try:
             check = self.agent.profile(
-                program, check_budget(self.config), kernels=self.trace_kernels, progress=self._relay(c.trial)
+                program,
+                check_budget(self.config),
+                kernels=self.trace_kernels,
+                initcheck=self.reference.initcheck is not None,
+                progress=self._relay(c.trial),
             )
         except AgentError as e:
             self._agent_failure(c, verification, e)
             return
-        c.check_profile = check
+        c.check_profile = without_file_bytes(check)
         verification.add(self.checks.outputs(check))
+        verification.add(self.checks.created(check))
         if not verification.failed and self.reference.alternates:
-            runs: list[tuple[str, RunOutput]] = []
+            runs: list[tuple[str, dict]] = []
             for args, run, _ in self.reference.alternates:
                 self._stage(c.trial, f"iteration {c.iteration}: checking {c.title} with arguments `{args}`")
                 try:
@@ -468,22 +485,22 @@ class _Job:
                 except AgentError as e:
                     self._agent_failure(c, verification, e, f"with the arguments `{args}`")
                     return
-                outputs = run_outputs(alt)
-                if outputs:
-                    runs.append((args, outputs[0]))
+                runs.append((args, alt))
             verification.add(self.checks.alternates(runs))
         if not verification.failed:
             verification.add(self.checks.kernels(check.get("kernels")))
+            verification.add(self.checks.initcheck(check, self.source_file))
         if verification.failed:
             self._failed_checks(c, verification)
             return
         self._stage(c.trial, f"iteration {c.iteration}: measuring {c.title} against the original")
         try:
-            c.compare = self.agent.compare(self.original, program, progress=self._relay(c.trial))
+            compare = self.agent.compare(self.original, program, progress=self._relay(c.trial))
         except AgentError as e:
             self._agent_failure(c, verification, e, "while it was measured")
             return
-        verification.add(self.checks.measured(c.compare))
+        c.compare = without_file_bytes(compare)
+        verification.add(self.checks.measured(compare))
         c.findings = verification.findings
         if verification.failed:
             self._failed_checks(c, verification)
@@ -535,7 +552,9 @@ class _Job:
             original_output=_output_text(self.reference.runs[0]),
             candidate_output=_output_text(candidate_runs[0]) if candidate_runs else "(no output recorded)",
             findings=[f for f in c.findings if f.severity != "fail"],
-            checks_summary=checks_summary(self.config, len(self.reference.alternates), self.trace_kernels),
+            checks_summary=checks_summary(
+                self.config, len(self.reference.alternates), self.trace_kernels, self.reference.initcheck is not None
+            ),
             measurements=compare_summary(c.compare),
         )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..measure import budget_from, run_with_cancel
+from ..profilers.run_files import SkippedFile, decode_output_files
 from ..project import ProjectError, find_project, run_command
 from ..runner import AgentClient, AgentError
 from ..verify import RunOutput
@@ -116,22 +117,33 @@ class AgentSide:
         return self.agent.call("describe", timeout_s=120)
 
     def profile(
-        self, program: dict, budget: dict, *, kernels: bool = False, progress: Progress | None = None
+        self,
+        program: dict,
+        budget: dict,
+        *,
+        kernels: bool = False,
+        initcheck: bool = False,
+        progress: Progress | None = None,
     ) -> dict:
-        return self._call("profile", {"program": program, "budget": budget, "kernels": kernels}, progress)
+        params: dict = {"program": program, "budget": budget, "kernels": kernels}
+        if initcheck:
+            params["initcheck"] = {"timeout_s": self.config.verify.initcheck_timeout_s}
+        return self._call("profile", params, progress)
 
     def compare(self, a: dict, b: dict, progress: Progress | None = None) -> dict:
         return self._call("compare", {"a": a, "b": b, "budget": budget_from(self.config)}, progress)
 
 
 def run_outputs(result: dict) -> list[RunOutput]:
-    """The outputs of a profile's (or one side of a compare's) runs, for the oracle."""
+    """The outputs of a profile's (or one side of a compare's) runs, for the oracle: exit code,
+    stdout, stderr and the declared output files the agent returned."""
     return [
         RunOutput(
             exit_code=t.get("exit_code"),
             stdout=t.get("stdout") or "",
             stderr=t.get("stderr") or "",
             timed_out=bool(t.get("timed_out")),
+            output_files=decode_output_files(t.get("output_files")),
             stdout_truncated=bool(t.get("output_truncated")),
         )
         for t in result.get("trials") or []
@@ -140,6 +152,34 @@ def run_outputs(result: dict) -> list[RunOutput]:
 
 def run_durations_s(result: dict) -> list[float]:
     return [float(t["duration_s"]) for t in result.get("trials") or [] if t.get("duration_s") is not None]
+
+
+def host_cpu_times_s(result: dict) -> list[float]:
+    """Host CPU time (user + system) of each run that recorded it; [] from agents that do not."""
+    return [float(t["host_cpu_s"]) for t in result.get("trials") or [] if t.get("host_cpu_s") is not None]
+
+
+def created_files(result: dict) -> set[str] | None:
+    """Files the runs left in their folder that the build did not (union over runs); None when no run
+    recorded them (an older agent). Past the agent's cap of names per run, the rest are only counted."""
+    trials = [t for t in result.get("trials") or [] if "created_files" in t]
+    if not trials:
+        return None
+    return {str(name) for t in trials for name in t.get("created_files") or []}
+
+
+def skipped_output_files(result: dict, whose: str) -> dict[str, str]:
+    """Declared output files that some run of `result` did not return, each with why, in words
+    ("the candidate's run 2: it is larger than ..."); the first run that left a file out speaks for it."""
+    skipped: dict[str, str] = {}
+    for k, t in enumerate(result.get("trials") or [], start=1):
+        for name, raw in (t.get("output_files_skipped") or {}).items():
+            if name in skipped:
+                continue
+            item = SkippedFile.from_dict(raw)
+            size = f" ({item.size_bytes / 2**20:.1f} MiB)" if item.size_bytes is not None else ""
+            skipped[name] = f"{whose} run {k}: {item.reason}{size}"
+    return skipped
 
 
 def kernel_launches(kernels: dict | None) -> dict[str, int]:

@@ -7,6 +7,7 @@ docs/verification.md describes every check and its defaults.
 from __future__ import annotations
 
 from .findings import Finding, OracleResult, Severity, is_blocking
+from .initcheck import check_initcheck
 from .markers import DEFAULT_FAIL_REGEX, DEFAULT_PASS_REGEX
 from .oracle import DEFAULT_ATOL, DEFAULT_RTOL, check_outputs
 from .outputs import RunOutput
@@ -40,6 +41,7 @@ __all__ = [
     "check_created_files",
     "check_first_vs_later_durations",
     "check_host_cpu_time",
+    "check_initcheck",
     "check_kernel_trace",
     "check_outputs",
     "check_repeat_runs",

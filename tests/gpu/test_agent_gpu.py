@@ -112,4 +112,7 @@ def test_per_kernel_energy_through_the_agent(env):
     [busy] = [k for n, k in names.items() if "busy_fma" in n]
     assert busy["launches"] > 0 and busy["gpu_time_s"] > 0.3
     assert busy["source"] and busy["source"].startswith("busy.cu:")
+    # The power timeline must line up with the trace: windows inside the busy span, and a figure.
+    assert report["windows"] > 0 and report["busy_window_energy_j"], report["method_notes"]
+    assert busy["energy_j"] is not None and busy["energy_j"] > 0, report["method_notes"]
     print("kernels:", report)
