@@ -17,7 +17,7 @@ from wattson.runner import AgentClient
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
 
-# Launches an FMA-heavy kernel until ~1 s has passed, then says which GPU it ran on.
+# Launches an FMA-heavy kernel until ~1 s (or argv[1] ms) has passed, then says which GPU it ran on.
 PROGRAM = r"""
 #include <chrono>
 #include <cstdio>
@@ -29,7 +29,10 @@ __global__ void busy_fma(float *out, int rounds) {
     out[blockIdx.x * blockDim.x + threadIdx.x] = a;
 }
 
-int main() {
+#include <cstdlib>
+
+int main(int argc, char **argv) {
+    const int run_ms = argc > 1 ? std::atoi(argv[1]) : 1000;
     const int blocks = 1024, threads = 256;
     float *out = nullptr;
     if (cudaMalloc(&out, blocks * threads * sizeof(float)) != cudaSuccess) {
@@ -38,7 +41,7 @@ int main() {
     }
     auto start = std::chrono::steady_clock::now();
     int launches = 0;
-    while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1000)) {
+    while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(run_ms)) {
         busy_fma<<<blocks, threads>>>(out, 20000);
         cudaDeviceSynchronize();
         ++launches;
@@ -104,7 +107,9 @@ def test_per_kernel_energy_through_the_agent(env):
     if os.environ.get("CUDA_INJECTION64_PATH"):
         pytest.skip("another CUDA injection library is configured in this environment")
     with AgentClient.start(env=env) as agent:
-        result = agent.call("profile", {"program": _program(), "budget": {**BUDGET, "max_trials": 2},
+        # 3 s of kernels: ~30 sensor windows, enough for the attribution to give figures.
+        program = {**_program(), "run": "./busy 3000"}
+        result = agent.call("profile", {"program": program, "budget": {**BUDGET, "max_trials": 2},
                                         "kernels": True}, timeout_s=300)
     report = result["kernels"]
     assert report is not None, result["warnings"]
