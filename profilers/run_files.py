@@ -129,11 +129,18 @@ def snapshot(run_dir: Path, *, max_entries: int = MAX_WALK_ENTRIES) -> frozenset
     return frozenset(files)
 
 
+# The CUDA driver's JIT cache: the sandbox sets HOME to the run folder, so a PTX-only build leaves
+# hashed names here (seen on the H100: .nv/ComputeCache/8/4/349d...); they differ between original and
+# candidate by design and say nothing about the program.
+DRIVER_CACHE_PREFIX = ".nv/ComputeCache/"
+
+
 def created_since(run_dir: Path, before: frozenset[str], *, max_names: int = MAX_CREATED_NAMES,
                   max_entries: int = MAX_WALK_ENTRIES) -> tuple[list[str], int]:
-    """(the first max_names files in run_dir that are not in `before`, sorted; how many more there are)."""
+    """(the first max_names files in run_dir that are not in `before`, sorted; how many more there are).
+    The CUDA driver's JIT cache is not the program's doing and is left out."""
     files, _ = _walk_files(Path(run_dir), max_entries)
-    new = sorted(files - before)
+    new = sorted(f for f in files - before if not f.startswith(DRIVER_CACHE_PREFIX))
     return new[:max_names], max(0, len(new) - max_names)
 
 

@@ -44,12 +44,13 @@ def test_created_files_are_the_regular_files_not_in_the_snapshot(tmp_path: Path)
     write(tmp_path / "app.cu", "changed")  # an existing file rewritten is not a new file
     write(tmp_path / "cache.bin")
     write(tmp_path / "tmp" / "scratch")  # TMPDIR of a sandboxed run
-    write(tmp_path / ".nv" / "ComputeCache" / "index")  # HOME of a sandboxed run
+    write(tmp_path / ".nv" / "ComputeCache" / "index")  # the driver's JIT cache under HOME: left out
+    write(tmp_path / ".nv" / "notes")  # anything else under .nv is the program's
     (tmp_path / "empty-dir").mkdir()
     os.symlink("/etc/hostname", tmp_path / "link-out")
     os.symlink(tmp_path / "tmp", tmp_path / "link-dir")  # a linked folder is not walked twice
     names, more = created_since(tmp_path, before)
-    assert names == [".nv/ComputeCache/index", "cache.bin", "tmp/scratch"]
+    assert names == [".nv/notes", "cache.bin", "tmp/scratch"]
     assert more == 0
 
 
