@@ -43,12 +43,21 @@ def source(llm: FakeLlmServer) -> Path:
     return add_optimize_project(WS, f"p-{uuid.uuid4().hex[:8]}", llm.anthropic_base_url)
 
 
-async def _editor_session(client: LanguageClient) -> None:
+async def _editor_session(client: LanguageClient, capabilities: types.ClientCapabilities | None = None) -> None:
     """Handlers an editor provides, recording what the server asked; then the LSP handshake."""
     client.texts = {}  # uri -> [version, text]: the editor's copy of each open document
     client.edit_requests = []
     client.message_requests = []
     client.message_answer = None  # the title of the button the "user" clicks; None dismisses
+    client.energy_notes = []
+
+    @client.feature("wattson/energyMeasured")
+    def energy_measured(params) -> None:
+        client.energy_notes.append(params)
+
+    @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    def code_lens_refresh(params) -> None:
+        return None
 
     @client.feature(types.WORKSPACE_APPLY_EDIT)
     def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
@@ -60,6 +69,8 @@ async def _editor_session(client: LanguageClient) -> None:
                 return types.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
             text = apply_text_edits(current[1], change.edits)
             _change(client, uri, text)
+        for uri, edits in (params.edit.changes or {}).items():  # a client without documentChanges
+            _change(client, uri, apply_text_edits(client.texts[uri][1], edits))
         return types.ApplyWorkspaceEditResult(applied=True)
 
     @client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
@@ -69,7 +80,7 @@ async def _editor_session(client: LanguageClient) -> None:
         return types.MessageActionItem(title=client.message_answer) if client.message_answer in titles else None
 
     await client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"),
+        capabilities=capabilities or client_capabilities("visual-studio-code"),
         root_uri=WS["root"].as_uri(),
         workspace_folders=[types.WorkspaceFolder(uri=WS["root"].as_uri(), name="root")]))
 
@@ -77,6 +88,15 @@ async def _editor_session(client: LanguageClient) -> None:
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER, server_env=WS["env"]))
 async def client(lsp_client: LanguageClient):
     await _editor_session(lsp_client)
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER, server_env=WS["env"]))
+async def plain_client(lsp_client: LanguageClient):
+    """An editor that announces no workspace-edit capabilities at all (a minimal LSP client)."""
+    caps = types.ClientCapabilities(window=types.WindowClientCapabilities(work_done_progress=True))
+    await _editor_session(lsp_client, caps)
     yield
     await lsp_client.shutdown_session()
 
@@ -240,9 +260,24 @@ async def test_optimize_applies_the_measured_candidate_through_a_previewed_edit(
     assert all(FAKE_API_KEY in (r.headers.get("x-api-key", "") + r.headers.get("authorization", ""))
                for r in llm.requests)
     assert not client.message_requests
+    # The status bar learns the original's figure, measured on the way.
+    assert [n.uri if hasattr(n, "uri") else n["uri"] for n in client.energy_notes] == [uri]
     hover = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=0)))
     assert hover is None or hover.contents  # the server is still serving the edited document
+
+
+async def test_a_client_without_document_changes_gets_plain_changes(
+        plain_client: LanguageClient, llm: FakeLlmServer, source: Path):
+    client = plain_client
+    uri = _open(client, source)
+    llm.push(*optimize_replies())
+    result = await asyncio.wait_for(_optimize(client, uri, 1), 60)
+    assert result["status"] == "applied", result
+    [request] = client.edit_requests
+    assert request.edit.document_changes is None and request.edit.change_annotations is None
+    assert list(request.edit.changes) == [uri]
+    assert client.texts[uri] == [2, candidate_text()]
 
 
 # --- the document changed while the job ran -------------------------------------------------------

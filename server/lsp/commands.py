@@ -155,15 +155,20 @@ async def _profile_work(ls, snap: Snapshot, progress: JobProgress, cancel: threa
             return _result("failed", msg)
         raise
     _publish_build_errors(ls, snap, "")  # a good build clears old build errors
+    _announce_energy(ls, snap)
+    msg = f"{snap.path.name}: {_energy_line(result)}"
+    _show(ls, msg)
+    return _result("done", msg)
+
+
+def _announce_energy(ls, snap: Snapshot) -> None:
+    """The file's latest stored profile to the status bar, and fresh code lenses for its kernels."""
     stored = ls.history.latest_profile(str(snap.path.resolve()))
     if stored is not None:
         note = energy_notification(snap.uri, stored, snap.text)
         if note:
             ls.protocol.notify(ENERGY_NOTIFICATION, note)
     _refresh_code_lenses(ls)
-    msg = f"{snap.path.name}: {_energy_line(result)}"
-    _show(ls, msg)
-    return _result("done", msg)
 
 
 def _refresh_code_lenses(ls) -> None:
@@ -195,6 +200,7 @@ def run_optimize(ls, snap: Snapshot, progress: JobProgress, cancel: threading.Ev
 async def _optimize_work(ls, snap: Snapshot, progress: JobProgress, cancel: threading.Event) -> dict:
     loop = asyncio.get_running_loop()
     outcome = await loop.run_in_executor(None, functools.partial(run_optimize, ls, snap, progress, cancel))
+    _announce_energy(ls, snap)  # the original was profiled on the way: its figure is the file's latest
     report_uri = outcome.report_path.as_uri() if outcome.report_path else None
     if report_uri:
         ls.window_show_document(types.ShowDocumentParams(uri=report_uri, take_focus=False))
@@ -218,22 +224,32 @@ async def deliver_edit(ls, snap: Snapshot, new_text: str, label: str, message: s
             _start_rerun(optimize_command(ls, {"uri": snap.uri, "version": current.version,
                                                **({"kernel": snap.kernel} if snap.kernel else {})}))
         return _result("stale", "the document changed during the job; nothing was applied", report_uri)
-    annotation_id = "wattson-optimize"
-    edits = [types.AnnotatedTextEdit(
-        range=types.Range(start=types.Position(line=e.start_line, character=0),
-                          end=types.Position(line=e.end_line, character=0)),
-        new_text=e.new_text, annotation_id=annotation_id) for e in line_edits(snap.text, new_text)]
-    edit = types.WorkspaceEdit(
-        document_changes=[types.TextDocumentEdit(
-            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=snap.uri, version=snap.version),
-            edits=edits)],
-        change_annotations={annotation_id: types.ChangeAnnotation(
-            label=label, needs_confirmation=True, description=message)})
+    edit = workspace_edit(ls, snap, new_text, label, message)
     applied = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=label))
     if applied.applied:
         return _result("applied", message, report_uri)
     return _result("proposed", f"{message} (not applied: {applied.failure_reason or 'declined in the editor'})",
                    report_uri)
+
+
+def workspace_edit(ls, snap: Snapshot, new_text: str, label: str, message: str) -> types.WorkspaceEdit:
+    """The change as the client can take it: a versioned, annotated edit that asks for confirmation
+    where the client supports documentChanges (VS Code, Neovim); else plain `changes`, whose version
+    the server checked just before."""
+    caps = ls.client_capabilities.workspace
+    workspace_edit_caps = caps.workspace_edit if caps else None
+    ranges = [(types.Range(start=types.Position(line=e.start_line, character=0),
+                           end=types.Position(line=e.end_line, character=0)), e.new_text)
+              for e in line_edits(snap.text, new_text)]
+    if not (workspace_edit_caps and workspace_edit_caps.document_changes):
+        return types.WorkspaceEdit(changes={snap.uri: [types.TextEdit(range=r, new_text=t) for r, t in ranges]})
+    annotation_id = "wattson-optimize"
+    return types.WorkspaceEdit(
+        document_changes=[types.TextDocumentEdit(
+            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=snap.uri, version=snap.version),
+            edits=[types.AnnotatedTextEdit(range=r, new_text=t, annotation_id=annotation_id) for r, t in ranges])],
+        change_annotations={annotation_id: types.ChangeAnnotation(
+            label=label, needs_confirmation=True, description=message)})
 
 
 _RERUNS: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks

@@ -46,6 +46,9 @@ def config_for(ls, path: Path | None) -> Config:
 
 def register(server) -> None:
     async def refresh(ls) -> None:
+        caps = ls.client_capabilities.workspace
+        if not (caps and caps.configuration):
+            return  # the client cannot answer: wattson.toml and the defaults apply
         try:
             result = await ls.workspace_configuration_async(
                 types.ConfigurationParams(items=[types.ConfigurationItem(section="wattson")]))
