@@ -90,11 +90,12 @@ def test_compile_error_goes_back_to_the_model_and_the_fix_saves_energy(
     source = make_project(tmp_path, load, server.anthropic_base_url)
     push_transcript(server, "jacobi2d_compile_fix", "jacobi2d.cu")
     notes: list[str] = []
+    fractions: list[float] = []
     outcome = optimize(
         request_for(source),
         agent=agent,
         history=history,
-        progress=lambda m, f: notes.append(m),
+        progress=lambda m, f: (notes.append(m), fractions.append(f)),
         max_parallel_trials=1,
     )
 
@@ -140,6 +141,10 @@ def test_compile_error_goes_back_to_the_model_and_the_fix_saves_energy(
     assert (folder / "trial-1" / "iteration-1-fix-1" / "result.json").exists()
     assert (folder / "best.diff").read_text() == outcome.diff
     assert any("profiling the original" in n for n in notes) and any("measuring" in n for n in notes)
+    # One trial of one iteration still moves the bar while the candidate is checked and measured.
+    assert fractions == sorted(fractions) and fractions[-1] < 1
+    during = {round(f, 2) for m, f in zip(notes, fractions, strict=True) if "trial 1 of B" in m}
+    assert during and min(during) >= 0.28 and len(during) >= 2, during
 
 
 def test_a_cut_off_reply_is_continued_and_joined(tmp_path, fake_gpu, server, agent, history):

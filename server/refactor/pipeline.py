@@ -163,6 +163,10 @@ class _Job:
         self.candidates: list[Candidate] = []
         self.stages: dict[int, str] = {0: "starting"}
         self.units_done = 0
+        # Part of the current unit (iteration) each trial has done, from the agent's own progress,
+        # so that a job of one trial and one iteration still moves: checks 0-0.2, measuring 0.2-1.
+        self.partial: dict[int, float] = {}
+        self.last_fraction = 0.0
         self.errors: list[str] = []
         self.notes: list[str] = []
         self.trial_errors: dict[int, str] = {}
@@ -185,11 +189,16 @@ class _Job:
     # --- progress and stages ---------------------------------------------------------------------
     def _fraction(self) -> float:
         total = max(1, self.n_trials * self.iterations)
-        return min(0.99, _PROFILE_SHARE + (1 - _PROFILE_SHARE) * self.units_done / total)
+        done = self.units_done + sum(self.partial.values())
+        return min(0.99, _PROFILE_SHARE + (1 - _PROFILE_SHARE) * done / total)
 
     def _say(self, message: str, fraction: float | None = None) -> None:
-        if self.progress_cb is not None:
-            self.progress_cb(message, self._fraction() if fraction is None else fraction)
+        if self.progress_cb is None:
+            return
+        with self.lock:  # never backwards: a correction round starts its unit's checks again
+            self.last_fraction = max(self.last_fraction, self._fraction() if fraction is None else fraction)
+            fraction = self.last_fraction
+        self.progress_cb(message, fraction)
 
     def _stage(self, trial: int, text: str) -> None:
         with self.lock:
@@ -197,10 +206,18 @@ class _Job:
         prefix = f"trial {trial}/{self.n_trials}: " if trial else ""
         self._say(prefix + text)
 
-    def _relay(self, trial: int) -> Progress:
+    def _relay(self, trial: int, start: float = 0.0, span: float = 0.2) -> Progress:
+        """The agent's progress for one step, as part [start, start + span] of the trial's current unit
+        (of the original's profile for trial 0)."""
         prefix = f"trial {trial}/{self.n_trials}: " if trial else ""
 
         def relay(message: str, fraction: float | None) -> None:
+            if fraction is not None and trial == 0:
+                self._say(prefix + message, _PROFILE_SHARE * min(1.0, max(0.0, fraction)))
+                return
+            if fraction is not None:
+                with self.lock:
+                    self.partial[trial] = start + span * min(1.0, max(0.0, fraction))
             self._say(prefix + message)
 
         return relay
@@ -386,11 +403,11 @@ class _Job:
                 if candidate.failure_kind is None:
                     break
                 if attempt >= self.max_corrections:
-                    self._units(self.iterations - it + 1)
+                    self._units(t, self.iterations - it + 1)
                     return  # no passing version within the cap: the trial ends here
                 attempt += 1
                 prompt = self._correction(candidate, attempt)
-            self._units(1)
+            self._units(t, 1)
             if offerable(candidate) and (best is None or rank(candidate) < rank(best)):
                 best = candidate
             if it < self.iterations:
@@ -404,9 +421,10 @@ class _Job:
                     best_so_far=best_so_far_text(best),
                 )
 
-    def _units(self, n: int) -> None:
+    def _units(self, trial: int, n: int) -> None:
         with self.lock:
             self.units_done += n
+            self.partial[trial] = 0.0
 
     def _correction(self, candidate: Candidate, attempt: int) -> str:
         assert self.book is not None and candidate.failure_kind is not None
@@ -495,7 +513,7 @@ class _Job:
             return
         self._stage(c.trial, f"iteration {c.iteration}: measuring {c.title} against the original")
         try:
-            compare = self.agent.compare(self.original, program, progress=self._relay(c.trial))
+            compare = self.agent.compare(self.original, program, progress=self._relay(c.trial, 0.2, 0.8))
         except AgentError as e:
             self._agent_failure(c, verification, e, "while it was measured")
             return
