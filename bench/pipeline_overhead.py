@@ -196,11 +196,18 @@ class OptimizeRun:
     stopped_by_bench: bool  # still running at timeout_s: cancelled with SIGINT, as ^C would
 
 
+def _deliver_sigint() -> None:
+    """In the child: SIGINT as a user's ^C, even when this script runs in the background (nohup, `&`),
+    where it is inherited ignored and would stay ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_optimize(command: list[str], env: dict[str, str], timeout_s: float) -> OptimizeRun:
     """Runs the command to its end, or cancels it at timeout_s and waits for its clean stop."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_deliver_sigint,
     )
     stopped = False
     try:

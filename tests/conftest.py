@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ from agent_fixture import agent_env
 from llm_fake_server import FakeLlmServer
 from wattson.runner import AgentClient
 from wattson.store import History
+
+# A test run started in the background (`bash .ci/run &`, nohup) inherits SIGINT ignored, and an
+# ignored signal stays ignored in every program it starts. The ^C tests need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
