@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, find_config_file, load_config
+from .profilers.run_files import without_file_bytes
 from .project import resolve_program
 from .runner import AgentClient
 from .store import History, content_hash
@@ -129,7 +130,7 @@ def profile_target(agent: AgentClient, target: Target, *, budget: dict, protocol
     result = run_with_cancel(agent, "profile", params, progress=progress, cancel=cancel)
     if history is not None and target.source_path is not None and target.source_text is not None:
         history.add_profile(source_path=str(target.source_path), source_hash=content_hash(target.source_text),
-                            result=result, kernels=result.get("kernels"))
+                            result=without_file_bytes(result), kernels=result.get("kernels"))
     return result
 
 
@@ -141,5 +142,5 @@ def compare_targets(agent: AgentClient, a: Target, b: Target, *, budget: dict, p
         params["device"] = device
     result = run_with_cancel(agent, "compare", params, progress=progress, cancel=cancel)
     if history is not None:
-        history.add_comparison(a_label=a.label, b_label=b.label, result=result)
+        history.add_comparison(a_label=a.label, b_label=b.label, result=without_file_bytes(result))
     return result

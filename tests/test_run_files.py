@@ -197,3 +197,21 @@ def test_a_comparison_returns_both_sides_files(agent):
     a_trial, b_trial = result["a"]["trials"][0], result["b"]["trials"][0]
     assert base64.b64decode(b_trial["output_files"]["out.txt"]) == b"checksum 1.0e+00\n"
     assert "cache.bin" in a_trial["created_files"] and "cache.bin" not in b_trial["created_files"]
+
+
+def test_the_history_keeps_sizes_not_bytes_of_a_profile(agent, tmp_path: Path):
+    """`wattson profile` stores what it measured; declared output files go in as sizes."""
+    from wattson.measure import Target, profile_target
+    from wattson.store import History, content_hash
+
+    program = {"name": "writer", "files": {}, "build": None, "run": "echo PASS; printf 12345 > out.txt",
+               "workdir": ".", "output_files": ["out.txt"]}
+    target = Target(label="writer", program=program, source_path=tmp_path / "writer.cu", source_text="// w")
+    budget = {"warmup_runs": 0, "min_trials": 2, "max_trials": 2, "cooldown_cap_s": 0}
+    with History(tmp_path / "h.sqlite3") as history:
+        result = profile_target(agent, target, budget=budget, history=history)
+        stored = history.latest_profile(str(tmp_path / "writer.cu"))
+    assert result["trials"][0]["output_files"]  # the caller gets the bytes (base64)
+    assert stored is not None and not stored.is_stale_for(content_hash("// w"))
+    for trial in stored.result["trials"]:
+        assert trial["output_files"] == {} and trial["output_file_sizes"] == {"out.txt": 5}
