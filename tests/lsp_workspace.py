@@ -108,14 +108,21 @@ def make_optimize_workspace() -> dict:
 def add_optimize_project(ws: dict, name: str, llm_base_url: str) -> Path:
     """Our jacobi2d example as a project: nvcc builds every candidate, play.py runs it on the fake GPU
     with the work its source declares. Returns the source file."""
-    return replay.make_test_project(ws["root"] / name, FAKE_PROGRAM, ws["load_file"],
-                                    replay.anthropic_llm(llm_base_url), max_corrections=0, seconds=RUN_BUSY_S)
+    source = replay.make_test_project(ws["root"] / name, FAKE_PROGRAM, ws["load_file"],
+                                      replay.anthropic_llm(llm_base_url), max_corrections=0, seconds=RUN_BUSY_S)
+    toml = source.parent / "wattson.toml"
+    two = "min_trials = 2\nmax_trials = 2\n"
+    assert two in toml.read_text()
+    toml.write_text(toml.read_text().replace(two, f"min_trials = {TRIALS}\nmax_trials = {TRIALS}\n"))
+    return source
 
 
-# Two trials a side give a verdict only when both candidate runs use less energy than both original
-# runs. Busy 0.2 s against 0.12 s is 28 J apart on the fake card: a run would have to start 0.4 s
-# late (idle watts) to flip it, which a loaded 2-core machine can do to 0.08 s runs 20 % apart.
+# Busy 0.2 s against 0.12 s is 28 J apart on the fake card: a run would have to start 0.4 s late
+# (idle watts) to flip a pair, which a loaded 2-core machine can do to 0.08 s runs 20 % apart. With
+# two trials a side one such run took the verdict away (seen in a full CI run); with three, the
+# medians need two.
 RUN_BUSY_S = 0.2
+TRIALS = 3
 CANDIDATE_WORK = 0.6
 
 
