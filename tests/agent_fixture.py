@@ -138,6 +138,23 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def processes_mentioning(marker: str) -> dict[int, str]:
+    """pid -> command line of each running process whose command line contains `marker` (a test's
+    load file, a unique word), this test process excepted; zombies have stopped and do not count.
+    Not "pytest" by name: pytest's temp folders (/tmp/pytest-of-USER/...) are in the markers."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and int(entry) != os.getpid() and pid_alive(int(entry)):
+            found[int(entry)] = cmd
+    return found
+
+
 def wait_all_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
     """The pids still running after timeout_s ([] when all have gone)."""
     deadline = time.monotonic() + timeout_s

@@ -10,13 +10,12 @@ from __future__ import annotations
 import ctypes.util
 import importlib.util
 import json
-import os
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from test_cli_optimize import _mentions
+from agent_fixture import processes_mentioning
 from wattson.config import ConfigError, OptimizeConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +118,7 @@ def test_a_run_past_its_share_is_cancelled_cleanly_and_recorded_as_such(tmp_path
     assert record["target_met"] is None and 2.5 <= record["wall_s"] < 2.5 + bench.CANCEL_GRACE_S
     assert record["candidates"]["planned_first_versions"] == 3
     assert "Traceback" not in record["stderr_tail"]
-    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _mentions(p, str(load))]
+    leftovers = list(processes_mentioning(str(load)))
     assert leftovers == []
 
     out = tmp_path / "results.jsonl"

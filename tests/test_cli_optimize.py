@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from agent_fixture import processes_mentioning
 from rich.console import Console
 from wattson.cli_optimize import _apply
 
@@ -140,7 +141,7 @@ def test_ctrl_c_cancels_cleanly_and_the_report_says_where(tmp_path, cli_env, fak
     assert status == "cancelled"
     report = Path(json.loads(summary)["report"]).read_text()
     assert "**Cancelled** while trial 1: iteration" in report
-    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _mentions(p, str(load))]
+    leftovers = list(processes_mentioning(str(load)))
     assert leftovers == []
 
 
@@ -152,14 +153,6 @@ def _candidates(db_path: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
     except sqlite3.Error:
         return 0
-
-
-def _mentions(pid: str, text: str) -> bool:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return text in cmd and "pytest" not in cmd
 
 
 def test_apply_asks_and_refuses_without_a_terminal_or_on_a_changed_file(tmp_path, monkeypatch):

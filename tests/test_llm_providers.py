@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from agent_fixture import pid_alive
 from llm_fake_server import FakeLlmServer, Reply
 from wattson.llm import (
     LlmCancelled,
@@ -443,21 +443,9 @@ def test_command_provider_timeout_kills_the_process_group(tmp_path):
     assert time.monotonic() - started < 5
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and _alive(child):
+    while time.monotonic() < deadline and pid_alive(child):
         time.sleep(0.02)
-    assert not _alive(child), "the command's own child outlived the timeout"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie waiting for its parent counts as gone
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    assert not pid_alive(child), "the command's own child outlived the timeout"
 
 
 def test_command_provider_cancel_stops_at_once(tmp_path):

@@ -14,6 +14,7 @@ from lsp_workspace import make_workspace, parse_code_actions_per_spec
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from wattson.store import History, content_hash
+from wattson_cli import fake_programs_running
 
 WS = make_workspace(seconds=0.3)
 SOURCE: Path = WS["source"]
@@ -192,19 +193,6 @@ async def test_unsaved_buffer_is_what_gets_measured(client: LanguageClient):
 
 # --- jobs: one per document, cancellable ----------------------------------------------------------
 
-def _fake_programs_running() -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "fake_gpu_program.py" in cmd and str(WS["load_file"]) in cmd:
-                found.append(cmd)
-    return found
-
-
 async def _wait_for_trial(client: LanguageClient, token: str, timeout_s: float = 30) -> None:
     for _ in range(int(timeout_s / 0.05)):
         if any(isinstance(v, types.WorkDoneProgressReport) and v.message and "trial" in v.message.lower()
@@ -227,7 +215,7 @@ async def test_second_job_on_same_document_is_refused_then_cancel_by_progress(cl
     result = await asyncio.wait_for(first, 30)
     assert result["status"] == "cancelled"
     await asyncio.sleep(0.5)
-    assert _fake_programs_running() == []
+    assert fake_programs_running(str(WS["load_file"])) == []
 
 
 async def test_cancel_request_stops_the_job(client: LanguageClient):
@@ -248,7 +236,7 @@ async def test_cancel_request_stops_the_job(client: LanguageClient):
         await asyncio.sleep(0.05)
     assert any(isinstance(v, types.WorkDoneProgressEnd) for v in client.progress_reports[token])
     await asyncio.sleep(0.5)
-    assert _fake_programs_running() == []
+    assert fake_programs_running(str(WS["load_file"])) == []
 
 
 # --- bad input never crashes the server -----------------------------------------------------------

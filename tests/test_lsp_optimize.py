@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import pytest_lsp
+from agent_fixture import processes_mentioning
 from llm_fake_server import FakeLlmServer
 from lsp_workspace import FAKE_API_KEY, add_optimize_project, candidate_text, make_optimize_workspace, optimize_replies
 from lsprotocol import types
@@ -187,22 +188,8 @@ def _ended(client: LanguageClient, token: str) -> bool:
     return any(isinstance(v, types.WorkDoneProgressEnd) for v in client.progress_reports.get(token, []))
 
 
-def _programs_running() -> list[str]:
-    """Command lines of live fake-GPU programs of this module's workspace (none may outlive a job)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if str(WS["load_file"]) in cmd and "pytest" not in cmd:
-                found.append(cmd)
-    return found
-
-
 async def _no_programs_left(timeout_s: float = 5) -> None:
-    await _wait_until(lambda: not _programs_running(), "the job's programs to exit", timeout_s)
+    await _wait_until(lambda: not processes_mentioning(str(WS["load_file"])), "the job's programs to exit", timeout_s)
 
 
 def _path_of(uri: str) -> Path:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from agent_fixture import processes_mentioning
 from llm_fake_server import FakeLlmServer, Reply
 from wattson.config import load_config
 from wattson.project import resolve_program
@@ -65,22 +65,6 @@ def sent_user_texts(server: FakeLlmServer) -> list[str]:
         content = r.body["messages"][-1]["content"]
         out.append(content if isinstance(content, str) else json.dumps(content))
     return out
-
-
-def leftover_processes(marker: str) -> list[str]:
-    """Command lines of live processes that mention `marker` (the test's load file)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmd and "pytest" not in cmd:
-            found.append(cmd)
-    return found
-
 
 
 def test_compile_error_goes_back_to_the_model_and_the_fix_saves_energy(
@@ -277,7 +261,7 @@ def test_cancel_while_measuring_stops_everything_and_keeps_finished_candidates(
     assert history.job(outcome.job_id)["status"] == "cancelled"
     report = outcome.report_path.read_text()
     assert "**Cancelled** while trial 1: iteration 1: measuring trial 1, iteration 1, correction 1" in report
-    assert leftover_processes(str(load)) == []
+    assert processes_mentioning(str(load)) == {}
     assert agent.alive()  # the agent stays usable for the next job
 
 

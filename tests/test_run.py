@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from agent_fixture import pid_alive
 from wattson.profilers.fake import FakeDevice
 from wattson.profilers.run import (
     RunError,
@@ -59,15 +60,6 @@ def busy_shell(tmp_path: Path, seconds: float) -> str:
     """A shell command that keeps the fake GPU fully loaded for its whole life (about `seconds`)."""
     load = tmp_path / "load"
     return f"echo 1 > {load}; sleep {seconds}; echo 0 > {load}"
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie (an unreaped zombie holds nothing and runs nothing)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_counter_window_energy_matches_the_fakes_power(tmp_path, make_device):
@@ -119,7 +111,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
     assert 0.3 <= m.duration_s < 2.0
     grandchild = int(pid_file.read_text())
     time.sleep(0.05)
-    assert not alive(grandchild)
+    assert not pid_alive(grandchild)
 
 
 def test_a_grandchild_that_ignores_sigterm_gets_sigkill(tmp_path):
@@ -130,7 +122,7 @@ def test_a_grandchild_that_ignores_sigterm_gets_sigkill(tmp_path):
     assert m.timed_out
     assert time.monotonic() - started < 3.0
     time.sleep(0.05)
-    assert not alive(int(pid_file.read_text()))
+    assert not pid_alive(int(pid_file.read_text()))
 
 
 def test_processes_left_behind_are_killed_and_reported(tmp_path):
@@ -141,7 +133,7 @@ def test_processes_left_behind_are_killed_and_reported(tmp_path):
     assert time.monotonic() - started < 3.0  # the leftover held stdout open; we did not wait for it
     assert any("left 1 process" in w for w in m.warnings)
     time.sleep(0.05)
-    assert not alive(int(pid_file.read_text()))
+    assert not pid_alive(int(pid_file.read_text()))
 
 
 def test_cancel_stops_the_run_at_once(tmp_path, make_device):

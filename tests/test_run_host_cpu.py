@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from agent_fixture import pid_alive
 from wattson.profilers.run import RunMeasurement, measured_run
 from wattson.profilers.sandbox import make_sandbox, network_isolation_available
 
@@ -54,9 +55,9 @@ def test_a_timeout_still_kills_the_group_and_reports_no_exit_code(tmp_path: Path
     assert time.monotonic() - start < 5
     grandchild = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(grandchild):
+    while time.monotonic() < deadline and pid_alive(grandchild):
         time.sleep(0.02)
-    assert not _alive(grandchild)
+    assert not pid_alive(grandchild)
 
 
 @pytest.mark.skipif(not network_isolation_available(), reason="namespaces are not allowed on this host")
@@ -76,9 +77,3 @@ def test_the_record_carries_host_cpu_time_and_old_records_read_as_unknown(tmp_pa
     assert RunMeasurement.from_dict(old).host_cpu_s is None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

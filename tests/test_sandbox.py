@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from agent_fixture import processes_mentioning
 from wattson.profilers.run import measured_run
 from wattson.profilers.sandbox import Sandbox, make_sandbox, network_isolation_available
 
@@ -29,24 +30,9 @@ def run(command: str, cwd: Path, sandbox: Sandbox | None, timeout_s: float = 10,
     return measured_run(command, cwd=cwd, device=None, timeout_s=timeout_s, sandbox=sandbox, env=env)
 
 
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
-
-
 def wait_gone(marker: str, within_s: float = 3.0) -> list[int]:
     deadline = time.monotonic() + within_s
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
+    while (left := list(processes_mentioning(marker))) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 
@@ -173,7 +159,7 @@ def test_a_setsid_escapee_dies_with_the_pid_namespace(tmp_path):
     # Without the sandbox, setsid escapes the process group and survives the kill: the attack works.
     free = run(f"setsid sleep {marker} >/dev/null 2>&1 & sleep 30", tmp_path, None, timeout_s=0.5)
     assert free.timed_out
-    escaped = processes_with(marker)
+    escaped = list(processes_mentioning(marker))
     try:
         assert escaped, "setsid did not escape the process group; the control run proves nothing"
     finally:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent_fixture import processes_mentioning
+
 REPO = Path(__file__).resolve().parents[1]
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
 
@@ -24,13 +26,4 @@ def run_wattson(args: list[str], env: dict[str, str], cwd: Path | None = None,
 
 def fake_programs_running(marker: str) -> list[int]:
     """pids of fake GPU programs whose command line contains `marker` (e.g. their load file)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "fake_gpu_program.py" in cmd and marker in cmd:
-                pids.append(int(proc.name))
-    return pids
+    return [pid for pid, cmd in processes_mentioning(marker).items() if "fake_gpu_program.py" in cmd]
