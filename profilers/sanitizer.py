@@ -44,7 +44,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .kernels.build import _toolkit_roots
+from .kernels.build import toolkit_roots
 from .run import RunMeasurement, Sandbox, measured_run
 
 SANITIZER_NAME = "compute-sanitizer"
@@ -100,7 +100,7 @@ def locate_compute_sanitizer(*, search_path: str | None = None, roots: Iterable[
         if _is_executable(beside):
             return beside
         searched.append(str(beside.parent))
-    for root in _toolkit_roots() if roots is None else roots:
+    for root in toolkit_roots() if roots is None else roots:
         for candidate in _beside_toolkit_root(Path(root)):
             if _is_executable(candidate):
                 return candidate

@@ -113,7 +113,7 @@ def test_cupti_is_found_through_cuda_home(tmp_path: Path, monkeypatch):
 
 
 def test_missing_cupti_is_a_message_not_a_traceback(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(build, "_toolkit_roots", lambda: iter([tmp_path]))  # a host without CUPTI
+    monkeypatch.setattr(build, "toolkit_roots", lambda: iter([tmp_path]))  # a host without CUPTI
     with pytest.raises(KernelTraceUnavailable) as e:
         build_injection_library(cache_dir=tmp_path / "cache")
     assert "CUPTI not found" in str(e.value) and "run without --kernels" in str(e.value)

@@ -55,7 +55,7 @@ def check_vendor_supported(vendor: str) -> None:
         )
 
 
-def _toolkit_roots() -> Iterator[Path]:
+def toolkit_roots() -> Iterator[Path]:
     """Candidate CUDA toolkit roots, most specific first: the user's setting, nvcc's, the usual."""
     seen: set[Path] = set()
 
@@ -134,7 +134,7 @@ def _api_version(include_dir: Path) -> int:
 def locate_cupti() -> CuptiLocation:
     """This host's CUPTI: CUDA_HOME, nvcc's toolkit, /usr/local/cuda*, distro and wheel layouts."""
     searched: list[str] = []
-    for root in _toolkit_roots():
+    for root in toolkit_roots():
         searched.append(str(root))
         include = next((d for d in _include_dirs(root) if (d / "cupti.h").exists()), None)
         if include is None:
