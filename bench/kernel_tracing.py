@@ -55,8 +55,11 @@ from wattson.profilers.kernels import (  # noqa: E402
     profile_kernels,
 )
 from wattson.profilers.run import RunError, RunMeasurement, measured_run  # noqa: E402
+from wattson.profilers.stats import ratio_of_medians  # noqa: E402
 
 OVERHEAD_TARGET_PCT = 5.0
+MIN_PAIRS = 3  # the least --pairs-wall-s cuts a program's pairs down to
+SECONDS_LISTED = 8  # runs listed one by one in the tables
 TOP_KERNELS = 8
 # Kernels without an energy figure get a row of their own only from this share of GPU time up; the
 # many tiny ones (folded into their neighbours by the fit) are counted in "others".
@@ -161,8 +164,12 @@ class ProgramRuns:
 
 
 def run_pairs(spec: ProgramSpec, run_dir: Path, device: GpuDevice | None, library: Path, arch: str | None,
-              repeat: int, warmup: int, trace_dir: Path, log: Callable[[str], None] | None = None) -> ProgramRuns:
-    """Warm-up runs, then `repeat` interleaved pairs (plain first, then traced first, ...) of measured runs."""
+              repeat: int, warmup: int, trace_dir: Path, log: Callable[[str], None] | None = None,
+              pairs_wall_s: float | None = None, copies: bool = False) -> ProgramRuns:
+    """Warm-up runs, then `repeat` interleaved pairs (plain first, then traced first, ...) of measured runs.
+
+    With `pairs_wall_s`, no new pair starts once the pairs have taken that long (after MIN_PAIRS), so a
+    10 s program does not hold the GPU for as many pairs as a 1 s one."""
     env = job_env(spec, arch, device)
 
     def run(extra: dict[str, str]) -> RunMeasurement:
@@ -171,7 +178,12 @@ def run_pairs(spec: ProgramSpec, run_dir: Path, device: GpuDevice | None, librar
 
     runs = ProgramRuns(plain=[], traced=[], orders=[], warmup_exit_codes=[])
     runs.warmup_exit_codes = [run({}).exit_code for _ in range(warmup)]
+    started = time.monotonic()
     for i in range(repeat):
+        if pairs_wall_s is not None and i >= MIN_PAIRS and time.monotonic() - started > pairs_wall_s:
+            if log:
+                log(f"{spec.name}: {i} pairs took {time.monotonic() - started:.0f} s (--pairs-wall-s): no more")
+            break
         order = ("plain", "traced") if i % 2 == 0 else ("traced", "plain")
         runs.orders.append("-".join(order))
         for side in order:
@@ -180,7 +192,7 @@ def run_pairs(spec: ProgramSpec, run_dir: Path, device: GpuDevice | None, librar
                 runs.plain.append(m)
             else:
                 trace_path = trace_dir / f"run{i}.tsv"  # the tracer appends: one file per run
-                m = run(kernel_trace_env(trace_path, library))
+                m = run(kernel_trace_env(trace_path, library, copies))
                 runs.traced.append(TracedRun(i, m, trace_path))
             if log:
                 log(f"{spec.name}: pair {i + 1}/{repeat} {side} {m.duration_s:.2f} s"
@@ -204,18 +216,36 @@ def _median(values: list[float]) -> float | None:
 
 
 def overhead_summary(plain: list[dict[str, Any]], traced: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over the pairs where both runs succeeded; overhead = traced / plain - 1, in %."""
+    """Medians over the pairs where both runs succeeded; overhead = traced / plain - 1, in %, with the
+    same bootstrap interval of a ratio of medians that `wattson compare` gives."""
     ok = [(p, t) for p, t in zip(plain, traced, strict=True) if "failure" not in p and "failure" not in t]
     plain_s = _median([p["duration_s"] for p, _ in ok])
     traced_s = _median([t["duration_s"] for _, t in ok])
     plain_j = _median([p["energy_j"] for p, _ in ok if p["energy_j"] is not None])
     traced_j = _median([t["energy_j"] for _, t in ok if t["energy_j"] is not None])
+    ci = (ratio_of_medians([p["duration_s"] for p, _ in ok], [t["duration_s"] for _, t in ok])
+          if len(ok) >= 2 else None)
     return {"pairs_ok": len(ok), "plain_median_s": plain_s, "traced_median_s": traced_s,
             "overhead_pct": 100 * (traced_s / plain_s - 1) if plain_s and traced_s else None,
+            "overhead_ci_pct": [100 * (ci.ci_low - 1), 100 * (ci.ci_high - 1)] if ci else None,
             "energy_ratio": traced_j / plain_j if plain_j and traced_j else None}
 
 
-def kernel_run_entry(run: TracedRun, sources: dict[str, str]) -> dict[str, Any]:
+def overhead_verdict(record: dict[str, Any]) -> str:
+    """yes / no when the interval is on one side of the target; otherwise the runs were too noisy to say."""
+    overhead, ci = record.get("overhead_pct"), record.get("overhead_ci_pct")
+    if overhead is None:
+        return "—"
+    if ci is None:  # one pair, or a record from before intervals were kept
+        return "yes" if overhead <= OVERHEAD_TARGET_PCT else "**no**"
+    if ci[1] <= OVERHEAD_TARGET_PCT:
+        return "yes"
+    if ci[0] > OVERHEAD_TARGET_PCT:
+        return "**no**"
+    return "yes (point), CI reaches past" if overhead <= OVERHEAD_TARGET_PCT else "**no** (point), CI reaches below"
+
+
+def kernel_run_entry(run: TracedRun, sources: dict[str, str], copies: bool = False) -> dict[str, Any]:
     """One traced run's kernel report (profile_kernels on its trace and power timeline), or why not."""
     m, path = run.measurement, run.trace_path
     entry: dict[str, Any] = {"pair": run.pair, "trace_bytes": path.stat().st_size if path.exists() else 0}
@@ -224,7 +254,8 @@ def kernel_run_entry(run: TracedRun, sources: dict[str, str]) -> dict[str, Any]:
         return entry
     try:
         # The run's timeline counts from its start; the trace is on the monotonic clock.
-        report = profile_kernels(path, m.timeline, sources=sources, timeline_origin_s=m.start_monotonic_s)
+        report = profile_kernels(path, m.timeline, sources=sources, timeline_origin_s=m.start_monotonic_s,
+                                 copies_traced=copies)
     except (KernelTraceUnavailable, ValueError) as e:
         # Without its temporary path, the same reason from several runs reads as one.
         entry["error"] = str(e).replace(f" ({path.resolve()})", "").replace(f" ({path})", "")
@@ -240,20 +271,22 @@ def kernel_run_entry(run: TracedRun, sources: dict[str, str]) -> dict[str, Any]:
     return entry
 
 
-def program_record(name: str, spec: ProgramSpec, runs: ProgramRuns, repeat: int, warmup: int) -> dict[str, Any]:
+def program_record(name: str, spec: ProgramSpec, runs: ProgramRuns, repeat: int, warmup: int,
+                   copies: bool = False) -> dict[str, Any]:
     """The JSON line of one program: raw runs, the overhead, and the kernel reports of every traced run.
 
     The full report is kept for the last traced run that gave one; the others keep their per-kernel
     energies, which the table shows as the spread across runs."""
     record: dict[str, Any] = {"kind": "program", "program": name, "run": spec.run, "repeat": repeat,
-                              "warmup": warmup, "warmup_exit_codes": runs.warmup_exit_codes, "order": runs.orders,
+                              "warmup": warmup, "copies": copies, "warmup_exit_codes": runs.warmup_exit_codes,
+                              "order": runs.orders,
                               "plain": [run_summary(m) for m in runs.plain],
                               "traced": [run_summary(t.measurement) for t in runs.traced]}
     # Pairs are matched by index: run_pairs appends one plain and one traced run per pair.
     record.update(overhead_summary(record["plain"], record["traced"]))
     t0 = time.monotonic()
     sources = source_texts(spec)
-    per_run = [kernel_run_entry(t, sources) for t in runs.traced]
+    per_run = [kernel_run_entry(t, sources, copies) for t in runs.traced]
     record["attribution_s"] = time.monotonic() - t0
     reported = [e for e in per_run if "report" in e]
     for e in reported[:-1]:
@@ -265,16 +298,18 @@ def program_record(name: str, spec: ProgramSpec, runs: ProgramRuns, repeat: int,
 
 def measure_program(name: str, spec: ProgramSpec, run_dir: Path, device: GpuDevice | None, library: Path,
                     arch: str | None, repeat: int, warmup: int,
-                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    log: Callable[[str], None] | None = None, pairs_wall_s: float | None = None,
+                    copies: bool = False) -> dict[str, Any]:
     """Runs one built program on the GPU and returns its record (run_pairs + program_record)."""
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="wattson-kernel-traces-") as trace_dir:
         try:
-            runs = run_pairs(spec, run_dir, device, library, arch, repeat, warmup, Path(trace_dir), log)
+            runs = run_pairs(spec, run_dir, device, library, arch, repeat, warmup, Path(trace_dir), log,
+                             pairs_wall_s=pairs_wall_s, copies=copies)
         except RunError as e:
             return {"kind": "program", "program": name, "run": spec.run, "repeat": repeat, "warmup": warmup,
                     "error": str(e), "elapsed_s": time.monotonic() - t0}
-        record = program_record(name, spec, runs, repeat, warmup)
+        record = program_record(name, spec, runs, repeat, warmup, copies)
     record["elapsed_s"] = time.monotonic() - t0
     return record
 
@@ -318,7 +353,12 @@ def _pct(share: float | None) -> str:
 
 
 def _seconds(values: list[float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values) if values else "—"
+    """Every run's seconds; beyond a few runs, their count and range (the table stays readable)."""
+    if not values:
+        return "—"
+    if len(values) > SECONDS_LISTED:
+        return f"{len(values)} runs, {min(values):.2f}–{max(values):.2f}"
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def _failures(record: dict[str, Any]) -> str:
@@ -336,19 +376,16 @@ def _failures(record: dict[str, Any]) -> str:
 
 def overhead_table(records: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"| program | plain (s) | traced (s) | overhead (medians) | ≤ {OVERHEAD_TARGET_PCT:g} %? | plain runs' spread "
-        "| energy traced/plain | kernel launches traced | failures |",
-        "|---|---|---|---:|---|---:|---:|---:|---|",
+        f"| program | plain (s) | traced (s) | overhead (medians) | 95 % CI | ≤ {OVERHEAD_TARGET_PCT:g} %? "
+        "| plain runs' spread | energy traced/plain | kernel launches traced | failures |",
+        "|---|---|---|---:|---|---|---:|---:|---:|---|",
     ]
     for r in records:
         plain = [p["duration_s"] for p in r.get("plain", [])]
         traced = [t["duration_s"] for t in r.get("traced", [])]
-        overhead = r.get("overhead_pct")
-        if overhead is None:
-            verdict, shown = "—", "—"
-        else:
-            verdict = "yes" if overhead <= OVERHEAD_TARGET_PCT else "**no**"
-            shown = f"{overhead:+.1f} %"
+        overhead, ci = r.get("overhead_pct"), r.get("overhead_ci_pct")
+        shown = "—" if overhead is None else f"{overhead:+.1f} %"
+        shown_ci = f"[{ci[0]:+.1f}, {ci[1]:+.1f}] %" if ci else "—"
         ok_plain = [p["duration_s"] for p in r.get("plain", []) if "failure" not in p]
         spread = (f"{100 * (max(ok_plain) - min(ok_plain)) / statistics.median(ok_plain):.1f} %"
                   if len(ok_plain) > 1 else "—")
@@ -356,7 +393,8 @@ def overhead_table(records: list[dict[str, Any]]) -> list[str]:
         launches = [e["launches"] for e in r.get("kernel_runs", []) if "launches" in e]
         failures = _failures(r)
         lines.append(
-            f"| {r['program']} | {_seconds(plain)} | {_seconds(traced)} | {shown} | {verdict} | {spread} | "
+            f"| {r['program']} | {_seconds(plain)} | {_seconds(traced)} | {shown} | {shown_ci} | "
+            f"{overhead_verdict(r)} | {spread} | "
             f"{f'{ratio:.3f}' if ratio else '—'} | {launches[-1] if launches else '—'} | "
             f"{'**' + failures + '**' if failures else ''} |")
     return lines
@@ -448,6 +486,16 @@ def _ci(ci: list[float] | None, fmt: Any) -> str:
     return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""
 
 
+def _per_run_j(values: list[float | None]) -> str:
+    """Each traced run's figure; beyond a few runs, how many had one and their range."""
+    if len(values) <= SECONDS_LISTED:
+        return ", ".join(_j(v) for v in values)
+    known = [v for v in values if v is not None]
+    if not known:
+        return f"none of {len(values)} runs"
+    return f"{len(known)} of {len(values)} runs: {_j(min(known))}–{_j(max(known))}"
+
+
 def _kernel_row(entry: dict[str, Any], report: dict[str, Any], runs: list[dict[str, Any]],
                 notes: list[str]) -> str:
     if entry.get("is_group"):
@@ -474,7 +522,7 @@ def _kernel_row(entry: dict[str, Any], report: dict[str, Any], runs: list[dict[s
     share_text = _pct(share) + _ci(share_ci, lambda v: f"{100 * v:.1f}") if share is not None else "—"
     power = entry.get("avg_power_w")
     return (f"| {label} | {launches} | {gpu_time_s:.3f} | {_pct(time_share)} | {energy} | {share_text} | "
-            f"{f'{power:.0f}' if power is not None else '—'} | {', '.join(_j(v) for v in per_run)} | {source} |")
+            f"{f'{power:.0f}' if power is not None else '—'} | {_per_run_j(per_run)} | {source} |")
 
 
 def _others_row(rest: list[dict[str, Any]], report: dict[str, Any]) -> str:
@@ -574,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hec", type=Path, default=None, help="HeCBench src/ folder (fetched separately)")
     p.add_argument("--repeat", type=int, default=3, help="interleaved plain/traced pairs per program")
     p.add_argument("--warmup", type=int, default=1, help="untimed plain runs before the pairs")
+    p.add_argument("--copies", action="store_true", help="trace memcpy and memset too (--kernel-copies)")
+    p.add_argument("--pairs-wall-s", type=float, default=None,
+                   help=f"per program: start no new pair after this many seconds of pairs (at least {MIN_PAIRS})")
     p.add_argument("--out", type=Path, default=Path("kernel_tracing.jsonl"))
     p.add_argument("--render", type=Path, default=None, metavar="FILE.jsonl",
                    help="print the Markdown tables of an earlier run and exit")
@@ -625,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         emit(args.out, {"kind": "setup", "device": device.info.name, "driver": device.info.driver_version,
                         "arch": arch, "cupti": _cupti_text(), "tracer": str(library) if library else None,
                         "tracer_error": tracer_error, "repeat": args.repeat, "warmup": args.warmup,
+                        "pairs_wall_s": args.pairs_wall_s, "copies": args.copies,
                         "programs": names, "commit": _git_commit(), "python": sys.version.split()[0]})
         for b in built:
             emit(args.out, build_record(b))
@@ -639,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             log(f"{b.name}: measuring ({args.warmup} warm-up, {args.repeat} pairs)")
             emit(args.out, measure_program(b.name, b.spec, b.job.run_dir, device, library, arch,
-                                           args.repeat, args.warmup, log=log))
+                                           args.repeat, args.warmup, log=log, pairs_wall_s=args.pairs_wall_s,
+                                           copies=args.copies))
     finally:
         for b in built:
             b.job.cleanup()

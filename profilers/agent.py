@@ -474,7 +474,7 @@ class Agent:
                 out = result.to_dict()
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
-                                                   warnings)
+                                                   warnings, copies=params.get("kernel_copies") is True)
                 if params.get("initcheck"):
                     out["initcheck"] = self._initcheck(spec, job_dir, device, arch, job, sandbox, report,
                                                        warnings, params["initcheck"])
@@ -502,9 +502,10 @@ class Agent:
         return result.to_dict()
 
     def _kernels(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None, job: Job,
-                 sandbox: Any, report: Reporter, warnings: list[str]) -> dict[str, Any] | None:
+                 sandbox: Any, report: Reporter, warnings: list[str], copies: bool = False) -> dict[str, Any] | None:
         """Per-kernel energy from one extra run under the CUPTI tracer, after the measured trials:
-        tracing slows launches, so the energy figures above come from untraced runs.
+        tracing slows launches, so the energy figures above come from untraced runs. `copies` traces
+        memcpy and memset too.
         Where tracing cannot run, a warning says why and the profile stands without it."""
         from . import kernels
         from .run import measured_run
@@ -515,7 +516,7 @@ class Agent:
             library = kernels.build_injection_library()
             with tempfile.TemporaryDirectory(prefix="wattson-trace-") as trace_dir:
                 trace_path = Path(trace_dir) / "kernels.tsv"
-                env = {**job_env(spec, arch, device), **kernels.kernel_trace_env(trace_path, library)}
+                env = {**job_env(spec, arch, device), **kernels.kernel_trace_env(trace_path, library, copies)}
                 m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
                                  env=env, sandbox=sandbox, cancel=job.cancel)
                 if m.cancelled:
@@ -525,7 +526,8 @@ class Agent:
                     return None
                 # The run's timeline counts from its start; the trace's timestamps are time.monotonic().
                 return kernels.profile_kernels(trace_path, m.timeline, sources=_source_texts(spec),
-                                               timeline_origin_s=m.start_monotonic_s).to_dict()
+                                               timeline_origin_s=m.start_monotonic_s,
+                                               copies_traced=copies).to_dict()
         except (kernels.KernelTraceUnavailable, ValueError) as e:
             warnings.append(f"per-kernel energy unavailable: {e}")
             return None

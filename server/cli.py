@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--args", nargs=argparse.REMAINDER, default=None,
                    help="arguments for the program (everything after --args)")
     p.add_argument("--kernels", action="store_true", help="per-kernel energy (CUDA only)")
+    p.add_argument("--kernel-copies", action="store_true",
+                   help="--kernels, with memcpy and memset traced too (slower in copy-heavy loops)")
     _add_measure_options(p)
 
     p = sub.add_parser("compare", help="which of two programs uses less energy (interleaved trials)")
@@ -129,7 +131,8 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     budget = budget_from(config, _budget_overrides(args))
     result = _measure(args, console, config, profile_bar_title(target.label),
                       lambda agent, **kw: profile_target(agent, target, budget=budget, protocol=args.protocol,
-                                                         kernels=args.kernels, device=args.device, **kw))
+                                                         kernels=args.kernels, kernel_copies=args.kernel_copies,
+                                                         device=args.device, **kw))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -122,9 +122,13 @@ def run_with_cancel(agent: AgentClient, method: str, params: dict, *, progress: 
 
 
 def profile_target(agent: AgentClient, target: Target, *, budget: dict, protocol: str = "wattson",
-                   kernels: bool = False, device: int | None = None, progress: Progress | None = None,
-                   cancel: threading.Event | None = None, history: History | None = None) -> dict:
-    params = {"program": target.program, "budget": budget, "protocol": protocol, "kernels": kernels}
+                   kernels: bool = False, kernel_copies: bool = False, device: int | None = None,
+                   progress: Progress | None = None, cancel: threading.Event | None = None,
+                   history: History | None = None) -> dict:
+    params = {"program": target.program, "budget": budget, "protocol": protocol,
+              "kernels": kernels or kernel_copies}
+    if kernel_copies:
+        params["kernel_copies"] = True
     if device is not None:
         params["device"] = device
     result = run_with_cancel(agent, "profile", params, progress=progress, cancel=cancel)

@@ -428,3 +428,29 @@ def test_probe_watches_the_sensors_under_the_gpu_lock(env):
     assert probe["device"]["name"] == "Fake H100"
     assert probe["energy_counter_period_s"] is not None and probe["idle_power_w"] is not None
     assert [n["stage"] for n in notes] == ["probe"]
+
+
+ENV_PROBE = """
+import os, sys
+with open(sys.argv[1], "a") as f:
+    traced = "traced" if os.environ.get("WATTSON_KERNEL_TRACE") else "plain"
+    f.write(traced + ":" + os.environ.get("WATTSON_KERNEL_TRACE_COPIES", "-") + "\\n")
+"""
+
+
+@pytest.mark.parametrize("copies", [False, True])
+def test_kernel_copies_are_asked_of_the_traced_run_only_on_request(env, load_file, tmp_path, copies):
+    seen = tmp_path / "seen"
+    spec = busy_spec(load_file, seconds=0.05)
+    spec["files"]["probe.py"] = {"text": ENV_PROBE}
+    spec["run"] = f"{sys.executable} probe.py {seen} && {spec['run']}"
+    params = {"program": spec, "budget": FAST_BUDGET, "kernels": True}
+    if copies:
+        params["kernel_copies"] = True
+    with AgentClient.start(env=env) as agent:
+        result = agent.call("profile", params, timeout_s=180)
+    lines = seen.read_text().split()
+    if "traced" not in "".join(lines):
+        pytest.skip(f"the tracer could not be built here: {result['warnings']}")
+    assert lines[:-1] == ["plain:-"] * (len(lines) - 1)  # the measured trials run untraced
+    assert lines[-1] == ("traced:1" if copies else "traced:-")

@@ -201,9 +201,11 @@ def test_render_from_the_jsonl_file(synthetic_record, tmp_path, capsys):
     rows = [line for line in text.splitlines() if line.startswith("| synth |")]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[:5] == ["synth", "10.00, 10.20, 10.10", "10.30, 10.25, 1.00", "+1.7 %", "yes"]
-    assert cells[7] == str(sum(tag == "K" for *_, tag in synthetic_launches()))
-    assert "traced run exited with code 1 (1 of 3): CUDA error: out of memory" in cells[8]
+    # Two good pairs: plain 10.0, 10.2 s, traced 10.3, 10.25 s; the bootstrap interval spans the
+    # extreme ratios 10.25/10.2 and 10.3/10.0.
+    assert cells[:6] == ["synth", "10.00, 10.20, 10.10", "10.30, 10.25, 1.00", "+1.7 %", "[+0.5, +3.0] %", "yes"]
+    assert cells[8] == str(sum(tag == "K" for *_, tag in synthetic_launches()))
+    assert "traced run exited with code 1 (1 of 3): CUDA error: out of memory" in cells[9]
     assert "colorwheel: the build failed (exit 2): nvcc fatal : Unsupported gpu architecture 'sm_'" in text
 
     table = text[text.index("#### synth"):]
@@ -322,6 +324,42 @@ def test_measure_program_on_the_fake_gpu(tmp_path):
     assert "| played |" in text and "`hot`" in text and "`cool`" in text
 
 
+@pytest.mark.parametrize(("overhead", "ci", "verdict"), [
+    (2.0, [1.0, 4.9], "yes"),
+    (9.0, [5.5, 12.0], "**no**"),
+    (4.0, [1.0, 8.0], "yes (point), CI reaches past"),
+    (6.0, [3.0, 8.0], "**no** (point), CI reaches below"),
+    (6.0, None, "**no**"),
+    (None, None, "—"),
+])
+def test_overhead_verdict_needs_the_interval_on_one_side(overhead, ci, verdict):
+    assert kt.overhead_verdict({"overhead_pct": overhead, "overhead_ci_pct": ci}) == verdict
+
+
+COPIES_SEEN = """
+import os, sys
+with open("seen", "a") as f:
+    f.write(os.environ.get("WATTSON_KERNEL_TRACE_COPIES", "-") + "\\n")
+"""
+
+
+def test_pairs_stop_at_their_time_budget_and_copies_reach_the_program(tmp_path):
+    device = FakeDevice(0, {"name": "Fake H100", "settle_s": 0.0, "idle_w": 70, "busy_w": 350, "seed": 3})
+    spec = ProgramSpec(name="quick", run=f"{sys.executable} seen.py", files={"seen.py": {"text": COPIES_SEEN}})
+    messages: list[str] = []
+    try:
+        with JobDir(spec, base_dir=tmp_path) as job:
+            record = kt.measure_program("quick", spec, job.run_dir, device, tmp_path / "lib.so", None, repeat=10,
+                                        warmup=0, log=messages.append, pairs_wall_s=0.0, copies=True)
+            seen = (job.run_dir / "seen").read_text().split()
+    finally:
+        device.close()
+    assert len(record["order"]) == kt.MIN_PAIRS and record["copies"] is True
+    assert any("--pairs-wall-s" in m for m in messages)
+    # Plain runs see no tracer variables; traced runs are asked for copies.
+    assert sorted(seen) == ["-"] * kt.MIN_PAIRS + ["1"] * kt.MIN_PAIRS
+
+
 # --- the command line -----------------------------------------------------------------------------------
 
 
@@ -339,3 +377,13 @@ def test_dry_build_builds_programs_and_the_tracer(capsys):
 def test_render_of_a_missing_file_says_what_to_give(tmp_path, capsys):
     assert kt.main(["--render", str(tmp_path / "none.jsonl")]) == 2
     assert "give the --out file of a run" in capsys.readouterr().err
+
+
+def test_many_runs_are_shown_as_count_and_range():
+    assert kt._seconds([1.0, 2.0]) == "1.00, 2.00"
+    assert kt._seconds([0.5 + i / 100 for i in range(40)]) == "40 runs, 0.50–0.89"
+
+
+def test_many_runs_energies_are_shown_as_count_and_range():
+    assert kt._per_run_j([None] * 40) == "none of 40 runs"
+    assert kt._per_run_j([1200.0, None] + [1234.0] * 10) == "11 of 12 runs: 1200–1234"

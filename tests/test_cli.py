@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sshd_fixture
 from wattson.store import History
 from wattson_cli import FAKE_PROGRAM, fake_programs_running, run_wattson, wattson_cmd
@@ -179,3 +180,23 @@ def test_profile_through_a_remote_prefix(tmp_path, cli_env, fake_gpu, ssh_server
     proc = run_wattson(["profile", str(src), "--remote", prefix, "--json", *FAST], env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["device"]["name"] == "Fake H100"
+
+
+def test_profile_kernel_copies_asks_the_tracer_for_copies(tmp_path, cli_env, fake_gpu):
+    _, load = fake_gpu
+    src = make_project(tmp_path, load, seconds=0.1)
+    seen, probe = tmp_path / "seen", tmp_path / "probe.py"
+    probe.write_text("import os, sys\ntraced = 'WATTSON_KERNEL_TRACE' in os.environ\n"
+                     "copies = os.environ.get('WATTSON_KERNEL_TRACE_COPIES', 'no') if traced else '-'\n"
+                     "open(sys.argv[1], 'a').write(copies + '\\n')\n")
+    toml = src.parent / "wattson.toml"
+    run_line = next(line for line in toml.read_text().splitlines()
+                    if line.startswith("command = ") and "--load-file" in line)
+    probed = f"{sys.executable} {probe} {seen} && " + json.loads(run_line.removeprefix("command = "))
+    toml.write_text(toml.read_text().replace(run_line, f"command = {json.dumps(probed)}"))
+    proc = run_wattson(["profile", str(src), "--kernel-copies", "--json", *FAST], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    lines = seen.read_text().split()
+    if "1" not in lines:
+        pytest.skip(f"the tracer could not be built here: {json.loads(proc.stdout)['warnings']}")
+    assert lines[-1] == "1" and set(lines[:-1]) == {"-"}  # only the extra traced run, with copies

@@ -193,3 +193,82 @@ def test_trace_maps_cupti_time_onto_the_monotonic_clock():
 def test_missing_trace_file_says_why(tmp_path: Path):
     with pytest.raises(KernelTraceUnavailable, match="no kernel trace was written"):
         read_kernel_trace(tmp_path / "absent.tsv")
+
+
+# --- inject.c's own record formatting, read back by trace.py ----------------------------------------
+
+_FORMAT_HARNESS = r"""
+#include "inject.c"
+
+int main(void) {
+    trace_pid = 4242;
+    text_t t = {0};
+    static char long_name[20001];
+    memset(long_name, 'x', sizeof long_name - 1);
+    memcpy(long_name, "_Z4long", 7);
+    for (int i = 0; i < 3000; i++) { /* several times the first 64 KiB: the buffer must grow */
+        wattson_kernel_t k;
+        memset(&k, 0, sizeof k);
+        k.kind = CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL;
+        k.start = 1795323673000000000ull + (uint64_t)i * 1000u;
+        k.end = k.start + 999u;
+        k.deviceId = 0; k.contextId = 1; k.streamId = 4294967295u; k.correlationId = (uint32_t)i;
+        k.gridX = 2147483647; k.gridY = 1; k.gridZ = 0;
+        k.blockX = 1024; k.blockY = 1; k.blockZ = 1;
+        k.name = i == 1 ? "_Z4odd\tname\nwith\rbreaks" : i == 2 ? long_name : "_Z5scalePfi";
+        format_record(&t, (const CUpti_Activity *)&k);
+    }
+    wattson_memcpy_t m;
+    memset(&m, 0, sizeof m);
+    m.kind = CUPTI_ACTIVITY_KIND_MEMCPY;
+    m.start = 1795323673000000000ull; m.end = m.start + 5u;
+    m.deviceId = 3; m.contextId = 1; m.streamId = 7; m.correlationId = 9;
+    m.copyKind = CUPTI_ACTIVITY_MEMCPY_KIND_DTOH; m.bytes = 18446744073709551615ull;
+    format_record(&t, (const CUpti_Activity *)&m);
+    wattson_memset_t s;
+    memset(&s, 0, sizeof s);
+    s.kind = CUPTI_ACTIVITY_KIND_MEMSET;
+    s.start = 1795323673000000000ull; s.end = s.start; s.bytes = 0;
+    format_record(&t, (const CUpti_Activity *)&s);
+    fwrite(t.data, 1, t.len, stdout);
+    text_free(&t);
+    return 0;
+}
+"""
+
+
+def test_records_are_formatted_as_the_reader_expects(tmp_path: Path):
+    cupti = _cupti_or_skip()
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    (tmp_path / "harness.c").write_text(_FORMAT_HARNESS)
+    includes = [f"-I{d}" for d in (build.SOURCE.parent, cupti.include_dir, *cupti.cuda_include_dirs)]
+    lib_dir = cupti.library.parent
+    compiled = subprocess.run([compiler, "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2", *includes,
+                               str(tmp_path / "harness.c"), f"-L{lib_dir}", f"-Wl,-rpath,{lib_dir}",
+                               f"-l:{cupti.library.name}", "-o", str(tmp_path / "harness")],
+                              capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    records = subprocess.run([str(tmp_path / "harness")], capture_output=True, text=True, check=True).stdout
+    epoch = 1_795_323_673_000_000_000
+    mono = 1000_000_000_000  # the monotonic clock reads 1000 s when CUPTI's reads epoch
+    trace = parse_kernel_trace(f"H\t4242\t1\t130001\nC\t4242\tinit\t{mono}\t{epoch}\t{mono}\n" + records,
+                               demangle_names=False)
+    assert (trace.malformed_lines, trace.errors) == (0, [])
+    kernels = [r for r in trace.records if r.kind == "kernel"]
+    assert len(kernels) == 3000
+    assert sorted(r.correlation_id for r in kernels) == list(range(3000))
+    by_id = {r.correlation_id: r for r in kernels}
+    first = by_id[0]
+    assert (first.symbol, first.grid, first.block, first.stream, first.device, first.pid) == (
+        "_Z5scalePfi", (2147483647, 1, 0), (1024, 1, 1), 4294967295, 0, 4242)
+    assert by_id[2999].start_s == pytest.approx(1000 + 2999e-6, abs=1e-9)
+    assert by_id[2999].end_s - by_id[2999].start_s == pytest.approx(999e-9, abs=2e-9)
+    assert by_id[1].symbol == "_Z4odd name with breaks"
+    assert by_id[2].symbol == "_Z4long" + "x" * (20000 - 7)
+    (memcpy,) = [r for r in trace.records if r.kind == "memcpy"]
+    assert (memcpy.name, memcpy.size_bytes, memcpy.device, memcpy.stream, memcpy.correlation_id) == (
+        "[CUDA memcpy DtoH]", 18446744073709551615, 3, 7, 9)
+    (memset,) = [r for r in trace.records if r.kind == "memset"]
+    assert (memset.name, memset.size_bytes, memset.start_s) == ("[CUDA memset]", 0, memcpy.start_s)

@@ -44,11 +44,12 @@ def attach_sources(report: KernelReport, sources: dict[str, str]) -> None:
 def profile_kernels(trace_path: Path | str, timeline: list[tuple[float, float]],
                     sources: dict[str, str] | None = None, device: int | None = None,
                     settings: AttributionSettings | None = None,
-                    timeline_origin_s: float = 0.0) -> KernelReport:
+                    timeline_origin_s: float = 0.0, copies_traced: bool | None = None) -> KernelReport:
     """Trace file + power timeline [(t_s, mW)] of one GPU -> per-kernel energy, with source lines.
 
     The timeline's times are time.monotonic() values, or offsets from `timeline_origin_s` (e.g.
-    RunMeasurement's timeline, relative to its start_monotonic_s)."""
+    RunMeasurement's timeline, relative to its start_monotonic_s). `copies_traced=False` adds a note
+    that memcpy/memset time counts as time between kernels."""
     trace = read_kernel_trace(trace_path)
     if timeline_origin_s:
         timeline = [(timeline_origin_s + t, p) for t, p in timeline]
@@ -57,6 +58,9 @@ def profile_kernels(trace_path: Path | str, timeline: list[tuple[float, float]],
         report.method_notes.append(f"CUPTI dropped {trace.dropped_records} records (buffers full): the "
                                    "kernel timeline has holes, so the figures are less certain")
     report.method_notes += [f"tracer: {e}" for e in trace.errors]
+    if copies_traced is False:
+        report.method_notes.append("memcpy and memset were not traced: their time counts as time between "
+                                   "kernels (trace them with --kernel-copies)")
     if trace.clock_drift_s > 1e-3:
         report.method_notes.append(f"CUPTI's clock moved {1000 * trace.clock_drift_s:.2g} ms against the "
                                    "monotonic clock during the run (corrected between clock pairs)")

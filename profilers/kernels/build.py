@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TRACE_ENV = "WATTSON_KERNEL_TRACE"
+COPIES_ENV = "WATTSON_KERNEL_TRACE_COPIES"  # "1": memcpy and memset records too
 INJECTION_ENV = "CUDA_INJECTION64_PATH"
 SOURCE = Path(__file__).with_name("inject.c")
 _BUILD_TIMEOUT_S = 120.0
@@ -221,6 +222,10 @@ def build_injection_library(cache_dir: Path | None = None) -> Path:
     return target
 
 
-def kernel_trace_env(trace_path: Path | str, lib_path: Path | str) -> dict[str, str]:
-    """Environment variables that load the tracer into a CUDA program and name its trace file."""
-    return {INJECTION_ENV: str(Path(lib_path).resolve()), TRACE_ENV: str(Path(trace_path).resolve())}
+def kernel_trace_env(trace_path: Path | str, lib_path: Path | str, copies: bool = False) -> dict[str, str]:
+    """Environment variables that load the tracer into a CUDA program and name its trace file;
+    `copies` also traces memcpy and memset (off by default: it costs wall time in copy-heavy loops)."""
+    env = {INJECTION_ENV: str(Path(lib_path).resolve()), TRACE_ENV: str(Path(trace_path).resolve())}
+    if copies:
+        env[COPIES_ENV] = "1"
+    return env

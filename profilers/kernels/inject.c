@@ -2,9 +2,9 @@
  * Wattson's kernel tracer: a CUPTI injection library.
  *
  * The CUDA driver loads it into an unmodified program when CUDA_INJECTION64_PATH names it, and
- * calls InitializeInjection() during cuInit. It records every kernel, memcpy and memset with
- * CUPTI's buffered activity API and appends them as tab-separated lines to the file named by
- * WATTSON_KERNEL_TRACE. profilers/kernels/trace.py reads that file; docs/per-kernel-energy.md
+ * calls InitializeInjection() during cuInit. It records every kernel (and, when
+ * WATTSON_KERNEL_TRACE_COPIES is 1, every memcpy and memset) with CUPTI's buffered activity API and
+ * appends them as tab-separated lines to the file named by WATTSON_KERNEL_TRACE. profilers/kernels/trace.py reads that file; docs/per-kernel-energy.md
  * describes the format and the clock alignment.
  *
  * Lines (every field after the first is tab-separated, times in CUPTI nanoseconds):
@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #define WATTSON_TRACE_ENV "WATTSON_KERNEL_TRACE"
+#define WATTSON_COPIES_ENV "WATTSON_KERNEL_TRACE_COPIES"
 #define WATTSON_TRACE_FORMAT 1
 #define WATTSON_BUFFER_BYTES (8u << 20)
 #define WATTSON_BUFFER_ALIGN 8
@@ -142,42 +143,106 @@ static void clock_pair(text_t *t, const char *label) {
                 (unsigned long long)best_after);
 }
 
+/* Records are formatted by hand rather than with printf: a program that launches ~10,000 kernels,
+ * copies and memsets per second produces tens of thousands of records, all formatted while it
+ * exits, and vsnprintf's cost then showed in its wall time. */
+static int text_reserve(text_t *t, size_t extra) {
+    if (t->len + extra + 1 <= t->cap) return 1;
+    size_t cap = t->cap ? t->cap * 2 : 1 << 16;
+    while (cap < t->len + extra + 1) cap *= 2;
+    char *grown = realloc(t->data, cap);
+    if (!grown) return 0; /* out of memory: drop the record rather than crash the program */
+    t->data = grown;
+    t->cap = cap;
+    return 1;
+}
+
+/* The callers reserve room first: a field is a tab and at most 20 digits and a sign. */
+#define FIELD_BYTES 22
+
+static void put_digits(text_t *t, uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) t->data[t->len++] = digits[--n];
+}
+
+static void put_u64(text_t *t, uint64_t v) {
+    t->data[t->len++] = '\t';
+    put_digits(t, v);
+}
+
+static void put_i64(text_t *t, int64_t v) {
+    t->data[t->len++] = '\t';
+    if (v < 0) t->data[t->len++] = '-';
+    put_digits(t, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+}
+
 /* Kernel names are mangled symbols; a tab or newline would break a line, so they become spaces. */
-static void format_name(text_t *t, const char *name) {
+static void put_name(text_t *t, const char *name) {
     if (!name) name = "<unknown>";
-    size_t start = t->len;
-    text_printf(t, "%s\n", name);
-    for (size_t i = start; i + 1 < t->len; i++) {
-        if (t->data[i] == '\t' || t->data[i] == '\n' || t->data[i] == '\r') t->data[i] = ' ';
+    size_t n = strlen(name);
+    if (!text_reserve(t, n + 2)) return;
+    t->data[t->len++] = '\t';
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        t->data[t->len++] = (c == '\t' || c == '\n' || c == '\r') ? ' ' : c;
     }
 }
 
+static void end_line(text_t *t) {
+    t->data[t->len++] = '\n'; /* text_reserve always leaves one byte spare */
+}
+
+/* The fields every record line starts with: tag, pid, start, end, device, context, stream, correlation. */
+#define HEAD_FIELDS 7
+static void put_head(text_t *t, char tag, uint64_t start, uint64_t end, uint32_t device, uint32_t context,
+                     uint32_t stream, uint32_t correlation) {
+    t->data[t->len++] = tag;
+    put_u64(t, (uint64_t)trace_pid);
+    put_u64(t, start);
+    put_u64(t, end);
+    put_u64(t, device);
+    put_u64(t, context);
+    put_u64(t, stream);
+    put_u64(t, correlation);
+}
+
 static void format_record(text_t *t, const CUpti_Activity *record) {
-    int pid = (int)trace_pid;
     switch (record->kind) {
     case CUPTI_ACTIVITY_KIND_KERNEL:
     case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
         const wattson_kernel_t *k = (const wattson_kernel_t *)record;
-        text_printf(t, "K\t%d\t%llu\t%llu\t%u\t%u\t%u\t%u\t%d\t%d\t%d\t%d\t%d\t%d\t", pid,
-                    (unsigned long long)k->start, (unsigned long long)k->end, k->deviceId,
-                    k->contextId, k->streamId, k->correlationId, k->gridX, k->gridY, k->gridZ,
-                    k->blockX, k->blockY, k->blockZ);
-        format_name(t, k->name);
+        if (!text_reserve(t, 1 + (HEAD_FIELDS + 6) * FIELD_BYTES)) return;
+        put_head(t, 'K', k->start, k->end, k->deviceId, k->contextId, k->streamId, k->correlationId);
+        put_i64(t, k->gridX);
+        put_i64(t, k->gridY);
+        put_i64(t, k->gridZ);
+        put_i64(t, k->blockX);
+        put_i64(t, k->blockY);
+        put_i64(t, k->blockZ);
+        put_name(t, k->name);
+        if (text_reserve(t, 1)) end_line(t);
         break;
     }
     case CUPTI_ACTIVITY_KIND_MEMCPY: {
         const wattson_memcpy_t *m = (const wattson_memcpy_t *)record;
-        text_printf(t, "M\t%d\t%llu\t%llu\t%u\t%u\t%u\t%u\t%u\t%llu\n", pid,
-                    (unsigned long long)m->start, (unsigned long long)m->end, m->deviceId,
-                    m->contextId, m->streamId, m->correlationId, (unsigned)m->copyKind,
-                    (unsigned long long)m->bytes);
+        if (!text_reserve(t, 1 + (HEAD_FIELDS + 2) * FIELD_BYTES)) return;
+        put_head(t, 'M', m->start, m->end, m->deviceId, m->contextId, m->streamId, m->correlationId);
+        put_u64(t, m->copyKind);
+        put_u64(t, m->bytes);
+        end_line(t);
         break;
     }
     case CUPTI_ACTIVITY_KIND_MEMSET: {
         const wattson_memset_t *m = (const wattson_memset_t *)record;
-        text_printf(t, "S\t%d\t%llu\t%llu\t%u\t%u\t%u\t%u\t%llu\n", pid,
-                    (unsigned long long)m->start, (unsigned long long)m->end, m->deviceId,
-                    m->contextId, m->streamId, m->correlationId, (unsigned long long)m->bytes);
+        if (!text_reserve(t, 1 + (HEAD_FIELDS + 1) * FIELD_BYTES)) return;
+        put_head(t, 'S', m->start, m->end, m->deviceId, m->contextId, m->streamId, m->correlationId);
+        put_u64(t, m->bytes);
+        end_line(t);
         break;
     }
     default:
@@ -253,8 +318,13 @@ int InitializeInjection(void) {
         text_printf(&t, "E\t%d\tregistering activity buffers failed: %s\n", (int)trace_pid,
                     cupti_error(r));
     } else if (enable(&t, CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, "kernel")) {
-        enable(&t, CUPTI_ACTIVITY_KIND_MEMCPY, "memcpy");
-        enable(&t, CUPTI_ACTIVITY_KIND_MEMSET, "memset");
+        /* CUPTI times each copy and memset at ~1 us apiece; a loop of small synchronous copies paid
+         * for it in wall time (docs/per-kernel-energy.md), so they are traced only on request. */
+        const char *copies = getenv(WATTSON_COPIES_ENV);
+        if (copies && strcmp(copies, "1") == 0) {
+            enable(&t, CUPTI_ACTIVITY_KIND_MEMCPY, "memcpy");
+            enable(&t, CUPTI_ACTIVITY_KIND_MEMSET, "memset");
+        }
         atexit(at_exit);
     }
     text_flush(&t);

@@ -283,3 +283,16 @@ def test_trace_counts_every_launch_and_tracing_overhead(program: Path, tracer: P
     assert counts == {"copy_kernel": launches, "fma_kernel": launches + 2}
     assert re.fullmatch(r"copy_kernel\(float4 const\*, float4\*, unsigned long\)",
                         next(r.name for r in trace.records if r.name.startswith("copy")))
+
+
+def test_copies_are_traced_only_on_request(program: Path, tracer: Path, gpu, tmp_path: Path):
+    """The program clears its buffer with one cudaMemset: a record of it only with copies=True."""
+    kinds = {}
+    for copies in (False, True):
+        trace_path = tmp_path / f"copies-{copies}.tsv"
+        run(program, ["count", "10"], gpu, env=kernel_trace_env(trace_path, tracer, copies=copies))
+        trace = read_kernel_trace(trace_path)
+        assert trace.errors == []
+        kinds[copies] = {r.kind for r in trace.records}
+    assert kinds[False] == {"kernel"}
+    assert kinds[True] >= {"kernel", "memset"}
