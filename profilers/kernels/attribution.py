@@ -11,8 +11,8 @@ with Q_k the board power while k runs and Q_gap the power between kernels, fitte
 least squares, each window weighted by its length. A kernel's energy is Q_k × its charged time.
 (Written with powers per state rather than "idle + Σ P_k s_ik", the model stays identifiable when
 the GPU is never idle during the run.) The sensor's lag behind the sampler is chosen by the best
-fit among −40–200 ms. Uncertainty: a block bootstrap over windows (1 s blocks), 95 % percentile
-intervals.
+fit among −40–200 ms, the windows across the first kernel's start included. Uncertainty: a block
+bootstrap over windows (1 s blocks), 95 % percentile intervals.
 
 What it will not do is invent a number. A kernel is "unattributable" when
 - its share moves in step with another kernel's (or with the gaps) in every window, so no window
@@ -206,15 +206,18 @@ class _Normal:
         return q, max(rss, 0.0)
 
 
-def _design(windows: list[PowerWindow], charged: ChargedTime, columns: list[_Column]) -> _Design:
+def _design(windows: list[PowerWindow], charged: ChargedTime, columns: list[_Column],
+            before_s: float | None = None) -> _Design:
+    """`before_s`: also a column (index len(columns)) for the time before it, the pre-run state."""
     rows, ys, ws, fitted = [], [], [], []
     for w in windows:
         length = w.length_s
         if length <= 0:
             continue
         busy = {name: charged.between_s(name, w.start_s, w.end_s) / length for name in charged.names}
-        gap = max(0.0, 1.0 - sum(busy.values()))
-        row: dict[int, float] = {}
+        before = 0.0 if before_s is None else max(0.0, min(w.end_s, before_s) - w.start_s) / length
+        gap = max(0.0, 1.0 - sum(busy.values()) - before)
+        row: dict[int, float] = {len(columns): before} if before > 1e-12 else {}
         for j, col in enumerate(columns):
             share = sum(gap if m == GAP else busy.get(m, 0.0) for m in col.members)
             if share > 1e-12:
@@ -257,20 +260,32 @@ def _worst_collinear(design: _Design, n: int, max_vif: float) -> tuple[int, int]
     return live[worst], live[others[partner]]
 
 
-def _select_lag(windows_for: Callable[[float], list[PowerWindow]], charged: ChargedTime,
+def _select_lag(windows_for: Callable[[float], list[PowerWindow]],
+                lead_in_for: Callable[[float], list[PowerWindow]], charged: ChargedTime,
                 columns: list[_Column]) -> float:
-    """The sensor lag whose windows the model fits best."""
+    """The sensor lag whose windows the model fits best, the step at the first kernel's start included.
+
+    Inside the busy window a wrong lag can fit as well as the true one: with two kernels alternating
+    in equal phases, a lag one phase longer trades their shares, and their powers with them. The
+    step from the pre-run state to the first kernel has no such twin, so the windows across it
+    (`lead_in_for`) are fitted too, with the power before the first kernel as one more column.
+    Every local minimum of the coarse scan is refined: a few milliseconds off matter more than the
+    edge when kernels' powers differ a lot, so the coarse step alone can favour the wrong twin."""
 
     def rms(lag: float) -> float:
-        design = _design(windows_for(lag), charged, columns)
+        design = _design(windows_for(lag) + lead_in_for(lag), charged, columns, before_s=charged.start_s)
         if len(design.rows) < 3:
             return math.inf
-        normal = design.normal(len(columns))
+        normal = design.normal(len(columns) + 1)
         return normal.solve()[1] / normal.weight if normal.weight else math.inf
 
-    best = min(_COARSE_LAGS_S, key=rms)
-    fine = [best + d * 0.005 for d in (-3, -2, -1, 0, 1, 2, 3)]
-    return min(fine, key=rms)
+    coarse = [rms(lag) for lag in _COARSE_LAGS_S]
+    last = len(coarse) - 1
+    minima = [lag for i, lag in enumerate(_COARSE_LAGS_S)
+              if coarse[i] <= coarse[max(i - 1, 0)] and coarse[i] <= coarse[min(i + 1, last)]]
+    fine = {round(lag + d * 0.005, 6) for lag in minima for d in (-3, -2, -1, 0, 1, 2, 3)
+            if _COARSE_LAGS_S[0] <= lag + d * 0.005 <= _COARSE_LAGS_S[-1]}
+    return min(sorted(fine), key=rms)
 
 
 # --- public ----------------------------------------------------------------------------------------
@@ -330,6 +345,12 @@ def attribute_energy(records: list[KernelRecord], timeline: list[tuple[float, fl
                 inside.append(w)
         return inside
 
+    def lead_in_for(lag: float) -> list[PowerWindow]:
+        # Across the first kernel's start and two sensor periods before it: enough to pin the pre-run
+        # power, short enough that one constant describes it (set-up before that varies).
+        return [w for w in power_windows(updates, lag, period)
+                if w.length_s > 0 and w.start_s < charged.start_s < w.end_s + 2 * period]
+
     columns = [_Column(n, [n], charged.total_s(n)) for n in order]
     if gap_s > 0:
         columns.append(_Column(GAP, [GAP], gap_s))
@@ -369,7 +390,7 @@ def attribute_energy(records: list[KernelRecord], timeline: list[tuple[float, fl
         for m in group.members:
             merged[m] = group.name
     if cfg.sensor_lag_s is None:
-        lag = _select_lag(windows_for, charged, columns)
+        lag = _select_lag(windows_for, lead_in_for, charged, columns)
     report.sensor_lag_s = lag
     windows = windows_for(lag)
     design = _design(windows, charged, columns)
