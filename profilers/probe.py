@@ -34,6 +34,14 @@ _MIN_CHANGES = 3
 _VERSION_TIMEOUT_S = 30
 
 
+# Notes on a sensor's absence or disagreement: `wattson doctor` shows these in the sensor's own row
+# rather than as a second line saying the same.
+NO_COUNTER_NOTE = ("this GPU has no usable energy counter: energy comes from integrated instant power, "
+                   "which is less precise; an NVIDIA GPU of Volta or newer, or an AMD MI200/MI300, has one")
+NO_INSTANT_POWER_NOTE = ("this GPU reports no instant power: power timelines and per-kernel energy are not "
+                         "available; update the GPU driver")
+COUNTER_DISAGREES = "the energy counter disagrees with"
+
 @dataclass
 class SensorProbe:
     """What probe_device found on one GPU; None where it could not be measured."""
@@ -171,13 +179,11 @@ def probe_device(device: GpuDevice, duration_s: float = 2.0) -> SensorProbe:
         ratio, valid = _check_counter(device, counter, power, power_source, notes)
         notes += _counter_notes(counter, counter_period_s, read_cost_ms, duration_s)
     else:
-        notes.append("this GPU has no usable energy counter: energy comes from integrated instant power, "
-                     "which is less precise; an NVIDIA GPU of Volta or newer, or an AMD MI200/MI300, has one")
+        notes.append(NO_COUNTER_NOTE)
     if info.has_instant_power:
         notes += _power_notes(power, power_period_s, duration_s)
     else:
-        notes.append("this GPU reports no instant power: power timelines and per-kernel energy are not "
-                     "available; update the GPU driver")
+        notes.append(NO_INSTANT_POWER_NOTE)
     if not power.values and not power.error:
         notes.append("no power reading came back during the probe: check the GPU driver")
 
@@ -215,7 +221,7 @@ def _check_counter(device: GpuDevice, counter: _Series, power: _Series, power_so
     valid = abs(ratio - 1) <= COUNTER_TOLERANCE
     if not valid:
         notes.append(
-            f"the energy counter disagrees with {power_source}: {counted_mj / 1000:.2f} J counted, "
+            f"{COUNTER_DISAGREES} {power_source}: {counted_mj / 1000:.2f} J counted, "
             f"{integrated_mj / 1000:.2f} J integrated over {end_s - start_s:.2f} s (ratio {ratio:.2f}, "
             f"tolerance ±{COUNTER_TOLERANCE:.0%}); re-run `wattson doctor` while the GPU is idle, "
             "and if it persists, update the GPU driver")

@@ -68,6 +68,17 @@ def _agent_rows(where: str, prefix: list[str] | None, probe_s: float) -> tuple[l
 
 
 def _device_rows(label: str, dev: dict, probe: dict) -> list[dict]:
+    from .profilers.probe import COUNTER_DISAGREES, NO_COUNTER_NOTE, NO_INSTANT_POWER_NOTE
+
+    notes = list(probe.get("notes") or [])
+
+    def take(prefix: str) -> str | None:
+        """A probe note about a sensor that has its own row: shown there, not again as a note."""
+        found = next((n for n in notes if n.startswith(prefix)), None)
+        if found is not None:
+            notes.remove(found)
+        return found
+
     rows = [_row(label, "ok", f"{dev.get('name')} · driver {dev.get('driver_version') or '?'}")]
     period = probe.get("energy_counter_period_s")
     if dev.get("has_energy_counter"):
@@ -76,13 +87,15 @@ def _device_rows(label: str, dev: dict, probe: dict) -> list[dict]:
             detail += f", one read costs {probe['energy_read_cost_ms']:.1f} ms"
         valid = probe.get("counter_valid")
         if valid is False:
-            rows.append(_row(f"{label} energy counter", "warn", detail + "; disagrees with instant power",
+            why = take(COUNTER_DISAGREES)
+            rows.append(_row(f"{label} energy counter", "warn", detail + "; " + (why or "disagrees with instant power"),
                              "figures fall back to integrated instant power; re-run doctor on an idle GPU"))
         else:
             ratio = probe.get("counter_vs_power_ratio")
             extra = f"; agrees with instant power ({ratio:.3f})" if ratio else ""
             rows.append(_row(f"{label} energy counter", "ok", detail + extra))
     else:
+        take(NO_COUNTER_NOTE)
         rows.append(_row(f"{label} energy counter", "missing", "not available on this GPU/driver",
                          "energy is integrated from instant power instead (less precise); a Volta or newer "
                          "NVIDIA GPU has the counter"))
@@ -91,9 +104,10 @@ def _device_rows(label: str, dev: dict, probe: dict) -> list[dict]:
         rows.append(_row(f"{label} instant power", "ok",
                          "present" + (f", updates every {1000 * ip:.0f} ms" if ip else "")))
     else:
+        take(NO_INSTANT_POWER_NOTE)
         rows.append(_row(f"{label} instant power", "warn", "not available",
                          "power timelines and per-kernel attribution need it; update the NVIDIA driver (R530+)"))
-    for note in probe.get("notes") or []:
+    for note in notes:
         rows.append(_row(f"{label} note", "warn", note))
     if probe.get("idle_power_w") is not None:
         rows.append(_row(f"{label} idle power", "ok", f"{probe['idle_power_w']:.0f} W"))

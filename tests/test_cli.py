@@ -200,3 +200,23 @@ def test_profile_kernel_copies_asks_the_tracer_for_copies(tmp_path, cli_env, fak
     if "1" not in lines:
         pytest.skip(f"the tracer could not be built here: {json.loads(proc.stdout)['warnings']}")
     assert lines[-1] == "1" and set(lines[:-1]) == {"-"}  # only the extra traced run, with copies
+
+
+def test_doctor_says_each_missing_sensor_once_with_the_next_step(tmp_path, cli_env, fake_gpu):
+    spec_path, _ = fake_gpu
+    spec = json.loads(spec_path.read_text())
+    spec["devices"][0].update(no_energy_counter=True, no_instant_power=False)
+    spec["devices"].append({**spec["devices"][0], "name": "Fake H100 without power", "no_energy_counter": False,
+                            "no_instant_power": True})
+    spec_path.write_text(json.dumps(spec))
+    proc = run_wattson(["doctor", "--json", "--probe-s", "0.5"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    said = [f"{r['detail']} {r['next']}" for r in rows]
+    assert sum("energy counter" in r["item"] and r["status"] == "missing" for r in rows) == 1
+    assert sum("no usable energy counter" in s or "not available on this GPU" in s for s in said) == 1
+    assert sum("instant power" in r["item"] and r["status"] != "ok" for r in rows) == 1
+    assert sum("no instant power" in s or ("instant power" in r["item"] and "not available" in s)
+               for r, s in zip(rows, said, strict=True)) == 1
+    for r in rows:
+        assert r["status"] == "ok" or r["next"] or r["item"].endswith("note"), r
