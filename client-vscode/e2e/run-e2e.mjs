@@ -149,14 +149,14 @@ async function waitForHttp(url, deadlineMs) {
   throw new Error(`code-server did not answer at ${url}`);
 }
 
-async function runPalette(page, title) {
+async function runPalette(page, title, rowTimeoutMs = uiTimeoutMs) {
   await page.locator(".monaco-workbench").click({ position: { x: 700, y: 400 } });
   await page.keyboard.press("F1");
   const input = page.locator(".quick-input-widget input");
   await input.waitFor({ state: "visible", timeout: uiTimeoutMs });
   await input.fill(`>${title}`);
   const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
-  await row.waitFor({ state: "visible", timeout: uiTimeoutMs });
+  await row.waitFor({ state: "visible", timeout: rowTimeoutMs });
   await page.keyboard.press("Enter");
 }
 
@@ -256,8 +256,9 @@ async function profileScenario(page, file) {
     const action = page.locator(".action-widget").getByText("Profile energy", { exact: true });
     const deadline = Date.now() + uiTimeoutMs;
     for (;;) {
-      await runPalette(page, "Source Action...");
       try {
+        // VS Code lists "Source Action..." only once a code action provider is registered.
+        await runPalette(page, "Source Action...", 3000);
         await action.waitFor({ timeout: 3000 });
         break;
       } catch (error) {
