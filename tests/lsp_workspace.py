@@ -111,9 +111,9 @@ def add_optimize_project(ws: dict, name: str, llm_base_url: str) -> Path:
     source = replay.make_test_project(ws["root"] / name, FAKE_PROGRAM, ws["load_file"],
                                       replay.anthropic_llm(llm_base_url), max_corrections=0, seconds=RUN_BUSY_S)
     toml = source.parent / "wattson.toml"
-    two = "min_trials = 2\nmax_trials = 2\n"
-    assert two in toml.read_text()
-    toml.write_text(toml.read_text().replace(two, f"min_trials = {TRIALS}\nmax_trials = {TRIALS}\n"))
+    default = "min_trials = 3\nmax_trials = 3\n"  # replay.make_test_project's budget
+    assert default in toml.read_text()
+    toml.write_text(toml.read_text().replace(default, f"min_trials = {TRIALS}\nmax_trials = {TRIALS}\n"))
     return source
 
 
