@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wattson.profilers.kernels.build import COPIES_ENV, SOURCE, TRACE_ENV, locate_cupti  # noqa: E402
+from wattson.profilers.kernels.build import COPIES_ENV, SOURCE, TRACE_ENV, compile_tracer  # noqa: E402
 
 KERNEL_ENABLE = 'enable(&t, CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, "kernel")'
 COPIES_ASKED = 'copies && strcmp(copies, "1") == 0'
@@ -58,9 +58,6 @@ def variant_sources(source: str) -> dict[str, str]:
 
 
 def build_variants(work: Path) -> dict[str, Path]:
-    cupti = locate_cupti()
-    includes = [f"-I{d}" for d in (cupti.include_dir, *cupti.cuda_include_dirs)]
-    link = [f"-L{cupti.library.parent}", f"-Wl,-rpath,{cupti.library.parent}", f"-l:{cupti.library.name}"]
     libraries: dict[str, Path] = {}
     built: dict[str, Path] = {}
     for name, text in variant_sources(SOURCE.read_text()).items():
@@ -69,9 +66,10 @@ def build_variants(work: Path) -> dict[str, Path]:
             continue
         c_file, library = work / f"{name}.c", work / f"lib{name}.so"
         c_file.write_text(text)
-        extra = [] if text == EMPTY_LIBRARY else link
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", *includes, str(c_file), *extra, "-o", str(library)],
-                       check=True)
+        if text == EMPTY_LIBRARY:  # no CUPTI: the driver's cost of loading any injection library
+            subprocess.run(["gcc", "-shared", "-fPIC", "-O2", str(c_file), "-o", str(library)], check=True)
+        else:
+            compile_tracer(c_file, library)
         libraries[name] = built[text] = library
     return libraries
 

@@ -260,20 +260,21 @@ def _worst_collinear(design: _Design, n: int, max_vif: float) -> tuple[int, int]
     return live[worst], live[others[partner]]
 
 
-def _select_lag(windows_for: Callable[[float], list[PowerWindow]],
-                lead_in_for: Callable[[float], list[PowerWindow]], charged: ChargedTime,
-                columns: list[_Column]) -> float:
+def _select_lag(windows_at: Callable[[float], tuple[list[PowerWindow], list[PowerWindow]]],
+                charged: ChargedTime, columns: list[_Column]) -> float:
     """The sensor lag whose windows the model fits best, the step at the first kernel's start included.
 
     Inside the busy window a wrong lag can fit as well as the true one: with two kernels alternating
     in equal phases, a lag one phase longer trades their shares, and their powers with them. The
     step from the pre-run state to the first kernel has no such twin, so the windows across it
-    (`lead_in_for`) are fitted too, with the power before the first kernel as one more column.
+    (the second list of `windows_at`) are fitted too, with the power before the first kernel as one
+    more column.
     Every local minimum of the coarse scan is refined: a few milliseconds off matter more than the
     edge when kernels' powers differ a lot, so the coarse step alone can favour the wrong twin."""
 
     def rms(lag: float) -> float:
-        design = _design(windows_for(lag) + lead_in_for(lag), charged, columns, before_s=charged.start_s)
+        inside, lead_in = windows_at(lag)
+        design = _design(inside + lead_in, charged, columns, before_s=charged.start_s)
         if len(design.rows) < 3:
             return math.inf
         normal = design.normal(len(columns) + 1)
@@ -336,20 +337,24 @@ def attribute_energy(records: list[KernelRecord], timeline: list[tuple[float, fl
         return _unattributable(report, "no power timeline for this GPU (its sensors give no instant power)"
                                if not timeline else "the power reading never changed during the run")
 
-    def windows_for(lag: float) -> list[PowerWindow]:
-        inside = []
+    def windows_at(lag: float) -> tuple[list[PowerWindow], list[PowerWindow]]:
+        """The windows wholly inside the busy window, and those across the first kernel's start and
+        two sensor periods before it: enough to pin the pre-run power, short enough that one constant
+        describes it (set-up before that varies)."""
+        inside, lead_in = [], []
         for w in power_windows(updates, lag, period):
+            if w.length_s <= 0:
+                continue
             overlap = min(w.end_s, charged.end_s) - max(w.start_s, charged.start_s)
             # Only windows wholly inside: before the first kernel the GPU idles in another state.
-            if w.length_s > 0 and overlap >= w.length_s - 1e-9:
+            if overlap >= w.length_s - 1e-9:
                 inside.append(w)
-        return inside
+            if w.start_s < charged.start_s < w.end_s + 2 * period:
+                lead_in.append(w)
+        return inside, lead_in
 
-    def lead_in_for(lag: float) -> list[PowerWindow]:
-        # Across the first kernel's start and two sensor periods before it: enough to pin the pre-run
-        # power, short enough that one constant describes it (set-up before that varies).
-        return [w for w in power_windows(updates, lag, period)
-                if w.length_s > 0 and w.start_s < charged.start_s < w.end_s + 2 * period]
+    def windows_for(lag: float) -> list[PowerWindow]:
+        return windows_at(lag)[0]
 
     columns = [_Column(n, [n], charged.total_s(n)) for n in order]
     if gap_s > 0:
@@ -390,7 +395,7 @@ def attribute_energy(records: list[KernelRecord], timeline: list[tuple[float, fl
         for m in group.members:
             merged[m] = group.name
     if cfg.sensor_lag_s is None:
-        lag = _select_lag(windows_for, lead_in_for, charged, columns)
+        lag = _select_lag(windows_at, charged, columns)
     report.sensor_lag_s = lag
     windows = windows_for(lag)
     design = _design(windows, charged, columns)

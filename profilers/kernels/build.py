@@ -164,14 +164,14 @@ def _c_compiler() -> list[str]:
     )
 
 
-def _build_command(compiler: list[str], cupti: CuptiLocation, output: str) -> list[str]:
+def _build_command(compiler: list[str], cupti: CuptiLocation, output: str, source: Path = SOURCE) -> list[str]:
     rpath = str(cupti.library.parent)  # the program finds libcupti without LD_LIBRARY_PATH
     if Path(compiler[0]).name == "nvcc":
         flags = ["-Xcompiler", "-fPIC", "-shared", "-O2", "-Xlinker", f"-rpath={rpath}"]
     else:
         flags = ["-std=gnu11", "-fPIC", "-shared", "-O2", f"-Wl,-rpath,{rpath}"]
     includes = [arg for d in (cupti.include_dir, *cupti.cuda_include_dirs) for arg in ("-I", str(d))]
-    return [*compiler, *flags, *includes, str(SOURCE), str(cupti.library), "-lpthread", "-o", output]
+    return [*compiler, *flags, *includes, str(source), str(cupti.library), "-lpthread", "-o", output]
 
 
 def _default_cache_dir() -> Path:
@@ -181,6 +181,24 @@ def _default_cache_dir() -> Path:
         return Path(platformdirs.user_cache_dir("wattson")) / "kernel-tracer"
     except ImportError:
         return Path.home() / ".cache" / "wattson" / "kernel-tracer"
+
+
+def compile_tracer(source: Path, output: Path, *, cupti: CuptiLocation | None = None,
+                   compiler: list[str] | None = None) -> None:
+    """Compile a tracer source (inject.c, or a variant of it) into a shared library at `output`."""
+    cupti = cupti or locate_cupti()
+    command = _build_command(compiler or _c_compiler(), cupti, str(output), source)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise KernelTraceUnavailable(f"building the kernel tracer failed to start ({e}); "
+                                     "check the C compiler, or run without --kernels") from e
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip()[-1500:]
+        raise KernelTraceUnavailable(
+            f"building the kernel tracer against {cupti.describe()} failed:\n{tail}\n"
+            "check that cupti.h matches libcupti (same CUDA toolkit), or run without --kernels"
+        )
 
 
 def build_injection_library(cache_dir: Path | None = None) -> Path:
@@ -204,20 +222,11 @@ def build_injection_library(cache_dir: Path | None = None) -> Path:
     # Built under a temporary name and renamed, so concurrent builds never load a half-written file.
     fd, tmp_name = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=cache)
     os.close(fd)
-    command = _build_command(compiler, cupti, tmp_name)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
-    except (OSError, subprocess.SubprocessError) as e:
+        compile_tracer(SOURCE, Path(tmp_name), cupti=cupti, compiler=compiler)
+    except KernelTraceUnavailable:
         Path(tmp_name).unlink(missing_ok=True)
-        raise KernelTraceUnavailable(f"building the kernel tracer failed to start ({e}); "
-                                     "check the C compiler, or run without --kernels") from e
-    if result.returncode != 0:
-        Path(tmp_name).unlink(missing_ok=True)
-        tail = (result.stderr or result.stdout).strip()[-1500:]
-        raise KernelTraceUnavailable(
-            f"building the kernel tracer against {cupti.describe()} failed:\n{tail}\n"
-            "check that cupti.h matches libcupti (same CUDA toolkit), or run without --kernels"
-        )
+        raise
     os.replace(tmp_name, target)
     return target
 

@@ -66,6 +66,17 @@ typedef struct {
     size_t cap;
 } text_t;
 
+static int text_reserve(text_t *t, size_t extra) {
+    if (t->len + extra + 1 <= t->cap) return 1;
+    size_t cap = t->cap ? t->cap * 2 : 1 << 16;
+    while (cap < t->len + extra + 1) cap *= 2;
+    char *grown = realloc(t->data, cap);
+    if (!grown) return 0; /* out of memory: drop the record rather than crash the program */
+    t->data = grown;
+    t->cap = cap;
+    return 1;
+}
+
 static void text_printf(text_t *t, const char *fmt, ...) {
     for (;;) {
         size_t room = t->cap - t->len;
@@ -78,12 +89,7 @@ static void text_printf(text_t *t, const char *fmt, ...) {
             t->len += (size_t)n;
             return;
         }
-        size_t cap = t->cap ? t->cap * 2 : 1 << 16;
-        while (cap < t->len + (size_t)n + 1) cap *= 2;
-        char *grown = realloc(t->data, cap);
-        if (!grown) return; /* out of memory: drop the line rather than crash the program */
-        t->data = grown;
-        t->cap = cap;
+        if (!text_reserve(t, (size_t)n)) return; /* out of memory: drop the line */
     }
 }
 
@@ -146,17 +152,6 @@ static void clock_pair(text_t *t, const char *label) {
 /* Records are formatted by hand rather than with printf: a program that launches ~10,000 kernels,
  * copies and memsets per second produces tens of thousands of records, all formatted while it
  * exits, and vsnprintf's cost then showed in its wall time. */
-static int text_reserve(text_t *t, size_t extra) {
-    if (t->len + extra + 1 <= t->cap) return 1;
-    size_t cap = t->cap ? t->cap * 2 : 1 << 16;
-    while (cap < t->len + extra + 1) cap *= 2;
-    char *grown = realloc(t->data, cap);
-    if (!grown) return 0; /* out of memory: drop the record rather than crash the program */
-    t->data = grown;
-    t->cap = cap;
-    return 1;
-}
-
 /* The callers reserve room first: a field is a tab and at most 20 digits and a sign. */
 #define FIELD_BYTES 22
 
