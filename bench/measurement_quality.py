@@ -110,15 +110,24 @@ def phase_xx(agent, names, hec, budget, out):
         emit(out, {"phase": "xx", "program": name, "elapsed_s": time.monotonic() - t0, **summary(r)})
 
 
-def calibrate_burner(agent, budget) -> tuple[float, float]:
-    """Energy of a burner run = a + b * iterations (J), from two measured points."""
+def calibrate_burner(agent, budget, out: Path | None = None) -> tuple[float, float]:
+    """Energy of a burner run = a + b * iterations (J), from two measured points.
+
+    With `out`, also records the slope's interval from the two medians' 95 % intervals (low end:
+    e2's low minus e1's high; conservative, as if both errors pushed the same way), so a known-answer
+    check can say how well the planted size itself is known."""
     points = []
     for n in (200, 4000):
         r = profile_target(agent, burner_alone(n), budget=budget)
-        points.append((n, r["energy_j"]["median"]))
+        points.append((n, r["energy_j"]))
     (n1, e1), (n2, e2) = points
-    b = (e2 - e1) / (n2 - n1)
-    return e1 - b * n1, b
+    span = n2 - n1
+    b = (e2["median"] - e1["median"]) / span
+    if out is not None:
+        emit(out, {"phase": "calibration-points", "points": [{"iterations": n, **e} for n, e in points],
+                   "j_per_iteration": b, "j_per_iteration_low": (e2["ci_low"] - e1["ci_high"]) / span,
+                   "j_per_iteration_high": (e2["ci_high"] - e1["ci_low"]) / span})
+    return e1["median"] - b * n1, b
 
 
 def phase_known(agent, names, hec, budget, out, repeat, levels=(5, 10), base_iterations=1, calibration=None):
@@ -127,7 +136,7 @@ def phase_known(agent, names, hec, budget, out, repeat, levels=(5, 10), base_ite
     Both sides pay the burner's fixed cost (its own process: CUDA start-up, ~45 J on the H100), so the
     planted difference is only the extra iterations, priced by the calibrated slope. That makes +5 %
     plantable on programs that use only ~150 J, where a burner after X alone would add +28 %."""
-    a_j, b_j = calibration or calibrate_burner(agent, budget)
+    a_j, b_j = calibration or calibrate_burner(agent, budget, out)
     emit(out, {"phase": "calibration", "burner_fixed_j": a_j, "burner_j_per_iteration": b_j,
                "reused": calibration is not None})
     for name in names:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
-from . import stats
+from . import spread, stats
 from .device import DeviceError, DeviceState, GpuDevice
 from .run import RunMeasurement
 from .stats import Estimate, Verdict
@@ -548,6 +548,23 @@ def _stop_warnings(stopped: str, n_done: list[int], budget: Budget, half_width: 
     return warnings
 
 
+def _spread_warnings(sides: list[_Series], session: _Session, stopped: str, half_width: float | None) -> list[str]:
+    """When the interval stayed wide and the energy per run follows the run's wall time, say so."""
+    budget = session.budget
+    if stopped not in (STOP_MAX_TRIALS, STOP_TIME) or half_width is None \
+            or half_width <= budget.target_ci_half_width:
+        return []
+    runs = [[spread.Run(r.energy_mj / 1000.0, r.duration_s, r.host_cpu_s) for r in s.runs
+             if r.energy_mj is not None] for s in sides]
+    found = spread.time_bound_spread(runs)
+    if found is None:
+        return []
+    n_done = min(len(side) for side in runs)
+    return [spread.explain(found, idle_w=session.idle_w, trials_done=n_done, half_width=half_width,
+                           target_half_width=budget.target_ci_half_width,
+                           seconds_per_trial=session.elapsed_s() / max(n_done, 1))]
+
+
 # --- the two entry points -------------------------------------------------------------------------
 
 
@@ -582,7 +599,8 @@ def profile(run_once: RunOnce, device: GpuDevice | None, budget: Budget, *,
                             stopped_because=STOP_CANCELLED, extra_warnings=session.warnings)
         raise Cancelled(result) from None
     what = "the median energy" if series.energies_mj() else "the median time"
-    extra = session.warnings + _stop_warnings(stopped, [len(series.runs)], budget, half_width, what)
+    extra = session.warnings + _stop_warnings(stopped, [len(series.runs)], budget, half_width, what) \
+        + _spread_warnings([series], session, stopped, half_width)
     return _summarize(series, protocol="wattson", device=device, session=session, stopped_because=stopped,
                       extra_warnings=extra)
 
@@ -633,7 +651,8 @@ def compare(run_a: RunOnce, run_b: RunOnce, device: GpuDevice | None, budget: Bu
             series[last].conditions.pop()
         raise Cancelled(_compare_result(series, order, device, session, STOP_CANCELLED, [])) from None
     what = "the energy ratio B/A" if series["A"].energies_mj() else "the time ratio B/A"
-    extra = _stop_warnings(stopped, [len(s.runs) for s in series.values()], budget, half_width, what)
+    extra = _stop_warnings(stopped, [len(s.runs) for s in series.values()], budget, half_width, what) \
+        + _spread_warnings(list(series.values()), session, stopped, half_width)
     return _compare_result(series, order, device, session, stopped, extra)
 
 

@@ -298,3 +298,32 @@ def test_no_verdict_from_one_trial_each(tmp_path, gpu):
     assert len(result.a.trials) < 2
     assert result.energy_ratio.kind == "same"
     assert "no verdict" in result.energy_ratio.text
+
+
+def test_a_spread_that_follows_host_time_is_explained(tmp_path, gpu):
+    # A CPU phase of varying length at idle power before steady GPU work: HeCBench's colorwheel and
+    # floydwarshall behave so, and no number of sensor tricks narrows their interval.
+    device = gpu(idle_w=60)
+    cmd = (f"{sys.executable} {HELPER} --load-file {tmp_path / 'load'} --seconds {SECONDS} "
+           f"--host-seconds 0.02:0.4")
+    counter = iter(range(1000))
+
+    def run() -> RunMeasurement:
+        return measured_run(f"{cmd} --seed {next(counter)}", cwd=tmp_path, device=device, timeout_s=10)
+
+    result = compare(run, run, device, Budget(warmup_runs=0, min_trials=6, max_trials=6,
+                                              target_ci_half_width=0.001))
+    assert result.stopped_because == "max trials"
+    why = [w for w in result.warnings if "follows its wall time" in w]
+    assert len(why) == 1, result.warnings
+    assert "host side" in why[0] and "CPU time varies with it" in why[0]
+    assert "trials per side" in why[0]
+
+
+def test_no_explanation_once_the_interval_is_narrow(tmp_path, gpu):
+    # The same host phase, but a target the runs reach: the note is for intervals that stayed wide.
+    device = gpu(idle_w=60)
+    run = runner(tmp_path, device)
+    result = profile(run, device, Budget(warmup_runs=0, min_trials=5, max_trials=12, target_ci_half_width=0.05))
+    assert result.stopped_because == "ci target reached"
+    assert not any("follows its wall time" in w for w in result.warnings), result.warnings
