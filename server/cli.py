@@ -129,9 +129,10 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     config = load_config_for(path)
     target = target_for_file(path, args.args, config)
     budget = budget_from(config, _budget_overrides(args))
+    copies = args.kernel_copies or (args.kernels and config.measure.kernel_copies)
     result = _measure(args, console, config, profile_bar_title(target.label),
                       lambda agent, **kw: profile_target(agent, target, budget=budget, protocol=args.protocol,
-                                                         kernels=args.kernels, kernel_copies=args.kernel_copies,
+                                                         kernels=args.kernels, kernel_copies=copies,
                                                          device=args.device, **kw))
     if args.json:
         print(json.dumps(result, indent=2))

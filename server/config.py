@@ -228,6 +228,7 @@ class MeasureConfig:
     target_ci_half_width: float = _key(0.02, _number, _fraction)
     cooldown_cap_s: float = _key(10.0, _number, _at_least(0))
     min_effect: float = _key(0.01, _number, _effect)
+    kernel_copies: bool = _key(False, _boolean)  # with per-kernel tracing: memcpy and memset too
 
 
 @dataclass(frozen=True)

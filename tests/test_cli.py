@@ -182,7 +182,13 @@ def test_profile_through_a_remote_prefix(tmp_path, cli_env, fake_gpu, ssh_server
     assert json.loads(proc.stdout)["device"]["name"] == "Fake H100"
 
 
-def test_profile_kernel_copies_asks_the_tracer_for_copies(tmp_path, cli_env, fake_gpu):
+@pytest.mark.parametrize(("flags", "toml_copies", "expected"), [
+    (["--kernel-copies"], None, "1"),
+    (["--kernels"], "true", "1"),  # wattson.toml's [measure] kernel_copies
+    (["--kernels"], None, "no"),
+])
+def test_profile_kernel_copies_asks_the_tracer_for_copies(tmp_path, cli_env, fake_gpu, flags, toml_copies,
+                                                          expected):
     _, load = fake_gpu
     src = make_project(tmp_path, load, seconds=0.1)
     seen, probe = tmp_path / "seen", tmp_path / "probe.py"
@@ -193,13 +199,17 @@ def test_profile_kernel_copies_asks_the_tracer_for_copies(tmp_path, cli_env, fak
     run_line = next(line for line in toml.read_text().splitlines()
                     if line.startswith("command = ") and "--load-file" in line)
     probed = f"{sys.executable} {probe} {seen} && " + json.loads(run_line.removeprefix("command = "))
-    toml.write_text(toml.read_text().replace(run_line, f"command = {json.dumps(probed)}"))
-    proc = run_wattson(["profile", str(src), "--kernel-copies", "--json", *FAST], cli_env)
+    text = toml.read_text().replace(run_line, f"command = {json.dumps(probed)}")
+    if toml_copies is not None:
+        text = text.replace("[measure]\n", f"[measure]\nkernel_copies = {toml_copies}\n") if "[measure]\n" in text \
+            else text + f"\n[measure]\nkernel_copies = {toml_copies}\n"
+    toml.write_text(text)
+    proc = run_wattson(["profile", str(src), *flags, "--json", *FAST], cli_env)
     assert proc.returncode == 0, proc.stderr
     lines = seen.read_text().split()
-    if "1" not in lines:
+    if expected not in lines:
         pytest.skip(f"the tracer could not be built here: {json.loads(proc.stdout)['warnings']}")
-    assert lines[-1] == "1" and set(lines[:-1]) == {"-"}  # only the extra traced run, with copies
+    assert lines[-1] == expected and set(lines[:-1]) == {"-"}  # only the extra traced run
 
 
 def test_doctor_says_each_missing_sensor_once_with_the_next_step(tmp_path, cli_env, fake_gpu):

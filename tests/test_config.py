@@ -85,7 +85,7 @@ def test_no_file_gives_the_documented_defaults():
     assert c.run.command is None and c.run.args == () and c.run.timeout_s == 60 and c.run.env == {}
     assert (c.measure.min_trials, c.measure.max_trials, c.measure.max_wall_s) == (5, 30, 90)
     m = c.measure
-    assert (m.target_ci_half_width, m.cooldown_cap_s, m.min_effect) == (0.02, 10, 0.01)
+    assert (m.target_ci_half_width, m.cooldown_cap_s, m.min_effect, m.kernel_copies) == (0.02, 10, 0.01, False)
     assert c.remote.command == ""
     v = c.verify
     assert (v.rtol, v.atol, v.pass_regex, v.fail_regex) == (1e-5, 1e-8, None, None)
@@ -200,7 +200,7 @@ def test_settings_override_the_file_in_camel_or_snake_case(tmp_path):
         "llm": {"provider": "anthropic", "baseUrl": "http://gw/v1", "model": ""},
         "optimize": {"k": 2},
         "measure.maxWallS": 20,
-        "measure": {"min_trials": 2},
+        "measure": {"min_trials": 2, "kernelCopies": True},
         "notifications": "errors",
         "server": {"command": ["wattson", "serve"], "pythonPath": ""},
         "trace": {"server": "verbose"},
@@ -209,7 +209,7 @@ def test_settings_override_the_file_in_camel_or_snake_case(tmp_path):
     assert merged.llm.provider == "anthropic" and merged.llm.base_url == "http://gw/v1"
     assert merged.llm.model == "qwen"  # "" means unset: the file's value stays
     assert merged.optimize.k == 2 and merged.optimize.iterations == 2
-    assert merged.measure.max_wall_s == 20.0 and merged.measure.min_trials == 2
+    assert merged.measure.max_wall_s == 20.0 and merged.measure.min_trials == 2 and merged.measure.kernel_copies
     assert merged.source_path == base.source_path
     assert merged.run == base.run
     assert base.optimize.k == 5  # the original is unchanged

@@ -170,6 +170,37 @@ async def test_profile_reports_progress_and_stores_the_result(client: LanguageCl
     assert client.code_lens_refreshes >= 1
 
 
+@pytest.mark.parametrize("copies", [True, False])
+async def test_kernel_copies_setting_reaches_the_tracer(client: LanguageClient, copies: bool):
+    """wattson.measure.kernelCopies, sent as a settings change, asks the traced run for copies."""
+    project = WS["project"] / f"copies-{copies}"
+    project.mkdir(exist_ok=True)
+    source = project / "kern.cu"
+    source.write_text(SOURCE.read_text())
+    seen = project / "seen"
+    probe = ("import os, sys; t = 'WATTSON_KERNEL_TRACE' in os.environ; "
+             "c = os.environ.get('WATTSON_KERNEL_TRACE_COPIES', 'no') if t else '-'; "
+             "open(sys.argv[1], 'a').write(c + '\\n')")
+    toml = (WS["project"] / "wattson.toml").read_text()
+    run_line = next(line for line in toml.splitlines() if line.startswith("command = ") and "--load-file" in line)
+    probed = f"{sys.executable} -c {json.dumps(probe)} {seen} && " + json.loads(run_line.removeprefix("command = "))
+    (project / "wattson.toml").write_text(toml.replace(run_line, f"command = {json.dumps(probed)}"))
+    # Pushed, and also what the client answers if the server pulls (its first pull may still be on
+    # the way: whichever arrives last, the settings are the same).
+    settings = {"measure": {"kernelCopies": copies}}
+    client.set_configuration(settings, section="wattson")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"wattson": settings}))
+    uri = source.as_uri()
+    _open(client, uri=uri)
+    result = await _execute(client, "wattson.profile", {"uri": uri, "version": 1})
+    assert result["status"] == "done", result
+    lines = seen.read_text().split()
+    expected = "1" if copies else "no"
+    if expected not in lines:
+        pytest.skip(f"the tracer could not be built here: {lines}")
+    assert lines[-1] == expected and set(lines[:-1]) == {"-"}
+
+
 async def test_build_errors_become_diagnostics_at_their_lines(client: LanguageClient):
     text = SOURCE.read_text().replace("T v = x[i];", "T v = x[i]  // missing semicolon\n    undefined_call();")
     _open(client, text)

@@ -126,7 +126,8 @@ def run_profile(ls, snap: Snapshot, progress: JobProgress, cancel: threading.Eve
     program = _program_with_buffer(snap, config)
     agent = ls.agent(remote_prefix(None, config))
     target = Target(label=snap.path.name, program=program, source_path=snap.path.resolve(), source_text=snap.text)
-    return profile_target(agent, target, budget=budget_from(config), kernels=True, progress=progress.report,
+    return profile_target(agent, target, budget=budget_from(config), kernels=True,
+                          kernel_copies=config.measure.kernel_copies, progress=progress.report,
                           cancel=cancel, history=ls.history)
 
 
