@@ -92,7 +92,10 @@ def summary(result: dict) -> dict:
                    text=v.get("text"), a_energy=est(result["a"].get("energy_j")),
                    b_energy=est(result["b"].get("energy_j")), a_time=est(result["a"].get("duration_s")),
                    a_trials=len(result["a"].get("trials") or []),
-                   b_trials=len(result["b"].get("trials") or []))
+                   b_trials=len(result["b"].get("trials") or []),
+                   runs={side: [{"energy_j": (t.get("energy_mj") or 0) / 1000, "duration_s": t.get("duration_s"),
+                                 "host_cpu_s": t.get("host_cpu_s")} for t in result[side].get("trials") or []]
+                         for side in ("a", "b")})
         if v.get("ci_low") is not None and v.get("ci_high") is not None:
             out["ci_half_width"] = (v["ci_high"] - v["ci_low"]) / 2
     else:
