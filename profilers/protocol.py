@@ -493,6 +493,20 @@ def _series_warnings(series: _Series, outliers: list[int]) -> list[str]:
     return warnings
 
 
+def _idle_only_warnings(series: _Series, idle_w: float | None) -> list[str]:
+    """Every run at idle power: the GPU most likely did no work (HeCBench programs, for one, do not
+    check CUDA errors, so a kernel that never launched still prints PASS)."""
+    powers_w = [p / 1000.0 for p in series.powers_mw()]
+    if idle_w is None or idle_w <= 0 or not powers_w:
+        return []
+    if max(powers_w) > idle_w + max(IDLE_MARGIN_FRACTION * idle_w, IDLE_MARGIN_MIN_W):
+        return []
+    return [f"every run of {series.label} drew no more than the GPU's idle power ({stats.median(powers_w):.0f} W "
+            f"on average, idle {idle_w:.0f} W): it may not have used this GPU at all. A kernel that failed to "
+            "launch (built for another architecture, out of memory) in a program that does not check CUDA "
+            "errors looks like this: check its output, or run it under compute-sanitizer"]
+
+
 def _summarize(series: _Series, *, protocol: str, device: GpuDevice | None, session: _Session,
                stopped_because: str, extra_warnings: list[str]) -> ProfileResult:
     for cond, flags in zip(series.conditions, trial_flags(series.runs), strict=True):
@@ -510,7 +524,7 @@ def _summarize(series: _Series, *, protocol: str, device: GpuDevice | None, sess
     peaks = [r.peak_power_mw for r in series.runs if r.peak_power_mw is not None]
     edps = [r.energy_mj / 1000.0 * r.duration_s for r in series.runs if r.energy_mj is not None]
     sources = {r.energy_source for r in series.runs}
-    warnings = list(extra_warnings) + _series_warnings(series, outliers)
+    warnings = list(extra_warnings) + _series_warnings(series, outliers) + _idle_only_warnings(series, session.idle_w)
     if series.runs and not valid:
         warnings.append(f"no energy reading for {series.label}: only its time is reported")
     return ProfileResult(

@@ -327,3 +327,15 @@ def test_no_explanation_once_the_interval_is_narrow(tmp_path, gpu):
     result = profile(run, device, Budget(warmup_runs=0, min_trials=5, max_trials=12, target_ci_half_width=0.05))
     assert result.stopped_because == "ci target reached"
     assert not any("follows its wall time" in w for w in result.warnings), result.warnings
+
+
+def test_a_program_that_never_loads_the_gpu_is_called_out(tmp_path, gpu):
+    device = gpu(idle_w=70)
+    cmd = f"{sys.executable} {HELPER} --load-file {tmp_path / 'load'} --seconds {SECONDS} --no-gpu --print PASS"
+    result = profile(lambda: measured_run(cmd, cwd=tmp_path, device=device, timeout_s=10), device,
+                     Budget(warmup_runs=0, min_trials=3, max_trials=3))
+    said = [w for w in result.warnings if "idle power" in w]
+    assert len(said) == 1 and "may not have used this GPU" in said[0], result.warnings
+    # The same fake GPU under real load: no such note.
+    busy = profile(runner(tmp_path, device), device, Budget(warmup_runs=0, min_trials=3, max_trials=3))
+    assert not any("may not have used" in w for w in busy.warnings), busy.warnings

@@ -36,13 +36,16 @@ def main() -> int:
     p.add_argument("--print", default=None, dest="text", help="printed after the work")
     p.add_argument("--host-seconds", default=None, help="LO:HI, a CPU-only phase before the GPU work")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-gpu", action="store_true", help="do the work without loading the GPU (a kernel "
+                   "that never launched)")
     args = p.parse_args()
     if args.host_seconds:
         lo, hi = (float(v) for v in args.host_seconds.split(":"))
         until = time.monotonic() + random.Random(args.seed).uniform(lo, hi)
         while time.monotonic() < until:  # spin: the CPU time must grow with the phase, as real work's does
             pass
-    set_load(args.load_file, "1")
+    if not args.no_gpu:
+        set_load(args.load_file, "1")
     try:
         time.sleep(args.seconds * args.work)
     finally:
