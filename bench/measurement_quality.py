@@ -85,7 +85,8 @@ def summary(result: dict) -> dict:
     def est(d):
         return {k: d.get(k) for k in ("median", "ci_low", "ci_high", "n")} if d else None
 
-    out = {"wall_s": result.get("wall_s"), "warnings": result.get("warnings")}
+    out = {"wall_s": result.get("wall_s"), "warnings": result.get("warnings"),
+           "pinned_cpus": (result.get("host_cpus") or {}).get("pinned")}
     if "energy_ratio" in result:
         v = result["energy_ratio"]
         out.update(kind=v.get("kind"), ratio=v.get("ratio"), ci_low=v.get("ci_low"), ci_high=v.get("ci_high"),
@@ -219,13 +220,14 @@ def main() -> int:
     p.add_argument("--max-wall-s", type=float, default=90)
     p.add_argument("--max-trials", type=int, default=30)
     p.add_argument("--levels", default="5,10", help="known: planted percentages")
+    p.add_argument("--pin-cpus", type=int, default=0, help="bind each run to N host CPUs near the GPU (0: off)")
     p.add_argument("--burner-calibration", default=None, metavar="FIXED_J,J_PER_ITERATION",
                    help="known: reuse a calibration printed by an earlier run instead of measuring one")
     args = p.parse_args()
     names = list(EXAMPLES) + (list(HEC_APPS) if args.hec else []) if args.programs == "all" \
         else args.programs.split(",")
     budget = {"min_trials": 5, "max_trials": args.max_trials, "max_wall_s": args.max_wall_s,
-              "target_ci_half_width": 0.02}
+              "target_ci_half_width": 0.02, "pin_cpus": args.pin_cpus}
     if args.phase == "overhead":
         phase_overhead(names, args.hec, args.out, args.repeat)
         return 0

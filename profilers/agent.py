@@ -429,7 +429,7 @@ class Agent:
         return make_sandbox(job_dir.run_dir)
 
     def _run_once(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None,
-                  job: Job, sandbox: Any, output_budget: OutputBudget) -> Callable[[], Any]:
+                  job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int]) -> Callable[[], Any]:
         """One measured run, with what it left in the run folder (run_files.py) in its record."""
         from .run import measured_run
 
@@ -439,7 +439,7 @@ class Agent:
         def run_once() -> Any:
             recorder.before_run()  # the first time only: the folder as the build left it
             m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
-                             env=env, sandbox=sandbox, cancel=job.cancel)
+                             env=env, sandbox=sandbox, cancel=job.cancel, cpus=cpus)
             if not m.cancelled:
                 m.files = recorder.after_run()
             return m
@@ -469,9 +469,12 @@ class Agent:
                 else:
                     from .protocol import profile
 
-                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget())
+                    cpus = _pinned_cpus(budget, device)
+                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus)
                     result = profile(run_once, device, budget, progress=report.engine(), cancel=job.cancel)
                 out = result.to_dict()
+                if protocol != "lassi-ee" and budget.pin_cpus:
+                    out["host_cpus"] = _pinning_record(cpus, budget, device)
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
                                                    warnings, copies=params.get("kernel_copies") is True)
@@ -563,10 +566,15 @@ class Agent:
                     from .protocol import compare
 
                     output_budget = OutputBudget()  # one cap for the job: A's runs and B's together
-                    result = compare(self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget),
-                                     self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget),
-                                     device, budget, progress=report.engine(), cancel=job.cancel)
-        return _with_warnings(result.to_dict(), warnings, sandbox_a, sandbox_b)
+                    cpus = _pinned_cpus(budget, device)  # the same cores for A and B
+                    result = compare(
+                        self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus),
+                        self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus),
+                        device, budget, progress=report.engine(), cancel=job.cancel)
+        out = result.to_dict()
+        if protocol != "lassi-ee" and budget.pin_cpus:
+            out["host_cpus"] = _pinning_record(cpus, budget, device)
+        return _with_warnings(out, warnings, sandbox_a, sandbox_b)
 
 
 # --- helpers for the methods ---------------------------------------------------------------------
@@ -614,6 +622,18 @@ def _budget(params: dict[str, Any]) -> tuple[Any, list[str]]:
         return Budget.from_dict(raw), warnings
     except (TypeError, ValueError) as e:
         raise invalid_params(f"bad budget: {e}") from e
+
+
+def _pinned_cpus(budget: Any, device: GpuDevice) -> list[int]:
+    from .cpu_pinning import choose_cpus
+
+    return choose_cpus(budget.pin_cpus, device.near_cpus())
+
+
+def _pinning_record(cpus: list[int], budget: Any, device: GpuDevice) -> dict[str, Any]:
+    from .cpu_pinning import pin_note
+
+    return {"pinned": cpus, "note": pin_note(cpus, budget.pin_cpus, device.near_cpus())}
 
 
 def _protocol(params: dict[str, Any]) -> str:

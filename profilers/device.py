@@ -94,6 +94,10 @@ class GpuDevice(ABC):
     def throttle_reasons(self) -> list[str]:
         """Active clock-throttle reasons in words ("sw_power_cap", "hw_thermal", ...); [] if none."""
 
+    def near_cpus(self) -> list[int] | None:
+        """Host CPU ids close to this GPU (its NUMA node); None where the driver does not say."""
+        return None
+
     def state(self) -> DeviceState:
         import time
 

@@ -324,6 +324,14 @@ class NvidiaDevice(GpuDevice):
             return []
         return decode_clock_event_reasons(int(mask))
 
+    def near_cpus(self) -> list[int] | None:
+        # A bitmask in 64-bit words; 16 words cover 1024 CPUs.
+        words = self._optional("nvmlDeviceGetCpuAffinity", self._handle, 16)
+        if not words:
+            return None
+        cpus = [64 * w + bit for w, mask in enumerate(words) for bit in range(64) if int(mask) >> bit & 1]
+        return cpus or None
+
     def close(self) -> None:
         with self._close_lock:
             if self._closed:

@@ -59,6 +59,7 @@ class Budget:
     target_ci_half_width: float = 0.02  # relative, of energy (or of the B/A ratio in compare)
     cooldown_cap_s: float = 10.0
     min_effect: float = 0.01  # verdict band: ratios within 1 +- min_effect are "no difference"
+    pin_cpus: int = 0  # bind each run to this many host CPUs near the GPU (cpu_pinning.py); 0: no pinning
 
     def __post_init__(self) -> None:
         problems = []
@@ -76,6 +77,8 @@ class Budget:
             problems.append("cooldown_cap_s must be 0 or more")
         if not 0 <= self.min_effect < 1:
             problems.append("min_effect must be between 0 and 1 (0.01 means 1 %)")
+        if self.pin_cpus < 0:
+            problems.append("pin_cpus must be 0 (no pinning) or more")
         if problems:
             raise ValueError("invalid measurement budget: " + "; ".join(problems)
                              + " (set these in wattson.toml [measure] or on the command line)")
@@ -86,7 +89,7 @@ class Budget:
     @classmethod
     def from_dict(cls, d: dict | None) -> Budget:
         """Known keys only; unknown ones (from a newer client) are ignored, None means the default."""
-        types = {"warmup_runs": int, "min_trials": int, "max_trials": int}
+        types = {"warmup_runs": int, "min_trials": int, "max_trials": int, "pin_cpus": int}
         kwargs = {}
         for f in fields(cls):
             value = (d or {}).get(f.name)
@@ -568,7 +571,7 @@ def _spread_warnings(sides: list[_Series], session: _Session, stopped: str, half
     if stopped not in (STOP_MAX_TRIALS, STOP_TIME) or half_width is None \
             or half_width <= budget.target_ci_half_width:
         return []
-    runs = [[spread.Run(r.energy_mj / 1000.0, r.duration_s, r.host_cpu_s) for r in s.runs
+    runs = [[spread.Run(r.energy_mj / 1000.0, r.duration_s) for r in s.runs
              if r.energy_mj is not None] for s in sides]
     found = spread.time_bound_spread(runs)
     if found is None:

@@ -18,11 +18,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .cpu_pinning import pinning_preexec
 from .device import DeviceError, DeviceState, GpuDevice, counter_delta_mj
 from .run_files import RunFiles
 
@@ -399,13 +400,25 @@ def kill_process_group(pgid: int, exited: threading.Event, grace_s: float = TERM
     _signal_group(pgid, signal.SIGKILL)
 
 
+def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    if first is None:
+        return second
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
 def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s: float,
                  env: dict[str, str] | None = None, sandbox: Sandbox | None = None,
                  sample_period_s: float = 0.02, cancel: threading.Event | None = None,
-                 output_cap_bytes: int = 4_000_000) -> RunMeasurement:
+                 output_cap_bytes: int = 4_000_000, cpus: Sequence[int] = ()) -> RunMeasurement:
     """Run `command` once under /bin/sh in `cwd` and measure it on `device` (None: time only).
 
     output_cap_bytes applies to stdout and stderr each; beyond it the head and the tail are kept.
+    `cpus`: host CPUs the process and its children are bound to (cpu_pinning.py); () leaves them free.
     """
     argv = ["/bin/sh", "-c", command]
     preexec: Callable[[], None] | None = None
@@ -415,6 +428,8 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
         preexec = sandbox.preexec
     else:
         full_env = {**os.environ, **(env or {})}
+    if cpus:
+        preexec = _then(preexec, pinning_preexec(cpus))
     if not Path(cwd).is_dir():
         raise RunError(f"cannot run `{command}`: the directory {cwd} does not exist")
 

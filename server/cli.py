@@ -48,6 +48,9 @@ def _add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-wall-s", type=float, default=None, help="time budget for the measurement")
     p.add_argument("--target-ci", type=float, default=None, dest="target_ci_half_width",
                    help="stop when the 95 %% CI half-width is below this fraction (default 0.02)")
+    p.add_argument("--pin-cpus", type=int, default=None, metavar="N",
+                   help="bind each run to N host CPUs near the GPU (steadies a single-threaded host phase; "
+                        "default: [measure] pin_cpus, else no pinning)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +106,8 @@ def _history(args: argparse.Namespace):
 
 
 def _budget_overrides(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in ("min_trials", "max_trials", "max_wall_s", "target_ci_half_width")}
+    return {k: getattr(args, k) for k in ("min_trials", "max_trials", "max_wall_s", "target_ci_half_width",
+                                          "pin_cpus")}
 
 
 def _measure(args: argparse.Namespace, console: Console, config, title: str, work) -> dict:

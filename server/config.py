@@ -229,6 +229,7 @@ class MeasureConfig:
     cooldown_cap_s: float = _key(10.0, _number, _at_least(0))
     min_effect: float = _key(0.01, _number, _effect)
     kernel_copies: bool = _key(False, _boolean)  # with per-kernel tracing: memcpy and memset too
+    pin_cpus: int = _key(0, _integer, _at_least(0))  # bind each run to this many host CPUs; 0: no pinning
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ def profile_table(result: dict, title: str) -> Table:
         t.add_row("Energy source", str(result["energy_source"]))
     if result.get("protocol"):
         t.add_row("Protocol", str(result["protocol"]))
+    if (result.get("host_cpus") or {}).get("note"):
+        t.add_row("Host CPUs", result["host_cpus"]["note"])
     return t
 
 
@@ -114,6 +116,9 @@ def compare_table(result: dict, a_label: str, b_label: str) -> Table:
     na = len(a.get("trials") or []) or (a.get("energy_j") or {}).get("n")
     nb = len(b.get("trials") or []) or (b.get("energy_j") or {}).get("n")
     t.add_row("Trials", str(na), str(nb), "")
+    if (result.get("host_cpus") or {}).get("note"):
+        t.caption = f"Host CPUs: {result['host_cpus']['note']}"
+        t.caption_justify = "left"
     return t
 
 

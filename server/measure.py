@@ -87,6 +87,7 @@ def budget_from(config: Config, overrides: dict | None = None) -> dict:
         "target_ci_half_width": m.target_ci_half_width,
         "cooldown_cap_s": m.cooldown_cap_s,
         "min_effect": m.min_effect,
+        "pin_cpus": m.pin_cpus,
     }
     budget.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return budget
