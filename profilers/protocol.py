@@ -579,7 +579,7 @@ def _spread_warnings(sides: list[_Series], session: _Session, stopped: str, half
     n_done = min(len(side) for side in runs)
     return [spread.explain(found, idle_w=session.idle_w, trials_done=n_done, half_width=half_width,
                            target_half_width=budget.target_ci_half_width,
-                           seconds_per_trial=session.elapsed_s() / max(n_done, 1))]
+                           seconds_per_trial=session.elapsed_s() / max(n_done, 1), pinned_cpus=budget.pin_cpus)]
 
 
 # --- the two entry points -------------------------------------------------------------------------

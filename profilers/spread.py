@@ -82,7 +82,7 @@ def trials_needed(trials_done: int, half_width: float, target_half_width: float)
 
 
 def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, half_width: float,
-            target_half_width: float, seconds_per_trial: float) -> str:
+            target_half_width: float, seconds_per_trial: float, pinned_cpus: int = 0) -> str:
     """One warning line: what the spread follows, what that means, what a narrow interval would cost."""
     slope = spread.joules_per_extra_s
     parts = [f"the energy of a run follows its wall time (r = {spread.correlation:.2f}; runs took "
@@ -93,8 +93,12 @@ def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, 
     if slope < WAITING_FRACTION * spread.average_power_w:
         parts.append("): in the extra seconds the GPU mostly waits, so the spread comes from a host phase "
                      "whose length varies (CPU-side input generation or reference checks, other load on "
-                     "the host), not from the sensor. Pinning the program to one CPU core can steady a "
-                     "single-threaded host phase ([measure] pin_cpus = 1)")
+                     "the host), not from the sensor")
+        if pinned_cpus:
+            parts.append(f", even with each run pinned to {pinned_cpus} CPU{'s' if pinned_cpus > 1 else ''}")
+        else:
+            parts.append(". Pinning the program to one CPU core can steady a single-threaded host phase "
+                         "([measure] pin_cpus = 1)")
     else:
         parts.append("): the GPU work itself took longer in some runs (clocks, throttling or other work "
                      "on the GPU)")

@@ -78,3 +78,11 @@ def test_without_an_idle_level_the_idle_clause_is_left_out():
 def test_trials_needed_follows_one_over_root_n():
     assert trials_needed(8, 0.04, 0.02) == 32
     assert trials_needed(8, 0.021, 0.02) == 9  # always at least one more than done
+
+
+def test_runs_already_pinned_are_not_told_to_pin():
+    found = time_bound_spread([host_bound_runs(7)])
+    assert found is not None
+    text = explain(found, idle_w=79, trials_done=8, half_width=0.04, target_half_width=0.02,
+                   seconds_per_trial=5, pinned_cpus=1)
+    assert "even with each run pinned to 1 CPU" in text and "pin_cpus = 1" not in text
