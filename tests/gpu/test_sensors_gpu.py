@@ -149,3 +149,14 @@ def test_open_devices_finds_this_gpu(monkeypatch):
     finally:
         for d in devices:
             d.close()
+
+
+def test_near_cpus_are_cpus_of_this_host(device):
+    """NVML's CPU affinity, as pin_cpus uses it: host CPU ids, or None where the driver does not say."""
+    import os
+
+    cpus = device.near_cpus()
+    if cpus is None:
+        pytest.skip("the driver names no CPUs close to this GPU")
+    assert cpus and all(0 <= c < (os.cpu_count() or 1) for c in cpus)
+    print(json.dumps({"near_cpus": cpus}))
