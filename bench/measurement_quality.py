@@ -94,7 +94,8 @@ def summary(result: dict) -> dict:
                    b_energy=est(result["b"].get("energy_j")), a_time=est(result["a"].get("duration_s")),
                    a_trials=len(result["a"].get("trials") or []),
                    b_trials=len(result["b"].get("trials") or []),
-                   runs={side: [{"energy_j": (t.get("energy_mj") or 0) / 1000, "duration_s": t.get("duration_s"),
+                   runs={side: [{"energy_j": t["energy_mj"] / 1000 if t.get("energy_mj") is not None else None,
+                                 "duration_s": t.get("duration_s"),
                                  "host_cpu_s": t.get("host_cpu_s")} for t in result[side].get("trials") or []]
                          for side in ("a", "b")})
         if v.get("ci_low") is not None and v.get("ci_high") is not None:

@@ -451,6 +451,9 @@ class Agent:
         spec = ProgramSpec.from_dict(params.get("program"))
         budget, warnings = _budget(params)
         protocol = _protocol(params)
+        if protocol == "lassi-ee" and budget.pin_cpus:
+            warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
+        cpus: list[int] = []
         device = self.device(params)
         arch = gpu_arch(device)
         report = Reporter(self, job.job_id)
@@ -541,6 +544,9 @@ class Agent:
         spec_b = ProgramSpec.from_dict(params.get("b"))
         budget, warnings = _budget(params)
         protocol = _protocol(params)
+        if protocol == "lassi-ee" and budget.pin_cpus:
+            warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
+        cpus: list[int] = []
         device = self.device(params)
         arch = gpu_arch(device)
         report = Reporter(self, job.job_id)

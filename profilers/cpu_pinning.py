@@ -13,7 +13,8 @@ the kernel puts less housekeeping work; where the driver does not say, from all 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 
 def choose_cpus(count: int, near_gpu: Sequence[int] | None, allowed: Sequence[int] | None = None) -> list[int]:
@@ -26,20 +27,45 @@ def choose_cpus(count: int, near_gpu: Sequence[int] | None, allowed: Sequence[in
     return pool[-count:]
 
 
-def pin_note(cpus: Sequence[int], asked: int, near_gpu: Sequence[int] | None) -> str:
+def pin_note(cpus: Sequence[int], asked: int, near_gpu: Sequence[int] | None,
+             allowed: Sequence[int] | None = None) -> str:
     """How the runs were pinned, in words, for the result."""
-    where = "near the GPU" if near_gpu and set(cpus) <= set(near_gpu) else "of those this agent may use"
+    usable = set(allowed if allowed is not None else os.sched_getaffinity(0))
+    if near_gpu and usable <= set(near_gpu):
+        where = "the driver names every CPU here as near the GPU"
+    elif near_gpu and set(cpus) <= set(near_gpu):
+        where = "near the GPU"
+    else:
+        where = "of those this agent may use"
     text = f"each run pinned to CPU{'s' if len(cpus) > 1 else ''} {', '.join(map(str, cpus))} ({where})"
     if len(cpus) < asked:
         text += f"; {asked} were asked for, only {len(cpus)} are available"
     return text
 
 
-def pinning_preexec(cpus: Sequence[int]):
-    """A preexec function that binds the child (and everything it starts) to `cpus`."""
-    chosen = set(cpus)
+class PinningError(Exception):
+    """The chosen CPUs cannot be used (taken offline, or outside this process's cpuset)."""
 
-    def pin() -> None:
-        os.sched_setaffinity(0, chosen)
 
-    return pin
+@contextmanager
+def thread_bound_to(cpus: Sequence[int]) -> Iterator[None]:
+    """Binds the calling thread to `cpus` for the block; a process started inside inherits the binding.
+
+    On Linux the affinity of pid 0 is the calling thread's, so the agent's other threads (sampler,
+    output readers) keep theirs, and nothing runs in the child between fork and exec."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, set(cpus))
+    except OSError as e:
+        raise PinningError(f"cannot pin the run to CPU(s) {', '.join(map(str, cpus))}: {e.strerror or e}; "
+                           "lower [measure] pin_cpus (--pin-cpus), or set it to 0") from e
+    try:
+        yield
+    finally:
+        try:
+            os.sched_setaffinity(0, before)
+        except OSError:
+            pass  # the cpuset shrank meanwhile: this thread keeps the pinned CPUs, which it may still use

@@ -500,14 +500,17 @@ def _idle_only_warnings(series: _Series, idle_w: float | None) -> list[str]:
     """Every run at idle power: the GPU most likely did no work (HeCBench programs, for one, do not
     check CUDA errors, so a kernel that never launched still prints PASS)."""
     powers_w = [p / 1000.0 for p in series.powers_mw()]
-    if idle_w is None or idle_w <= 0 or not powers_w:
+    peaks_w = [r.peak_power_mw / 1000.0 for r in series.runs if r.peak_power_mw is not None]
+    if idle_w is None or idle_w <= 0 or not powers_w or len(peaks_w) < len(series.runs):
         return []
-    if max(powers_w) > idle_w + max(IDLE_MARGIN_FRACTION * idle_w, IDLE_MARGIN_MIN_W):
+    # The peak too: a short kernel after a long host phase barely moves the average, but the 20 ms
+    # power samples catch it.
+    if max(powers_w + peaks_w) > idle_w + max(IDLE_MARGIN_FRACTION * idle_w, IDLE_MARGIN_MIN_W):
         return []
-    return [f"every run of {series.label} drew no more than the GPU's idle power ({stats.median(powers_w):.0f} W "
-            f"on average, idle {idle_w:.0f} W): it may not have used this GPU at all. A kernel that failed to "
-            "launch (built for another architecture, out of memory) in a program that does not check CUDA "
-            "errors looks like this: check its output, or run it under compute-sanitizer"]
+    return [f"every run of {series.label} stayed at the GPU's idle power (median {stats.median(powers_w):.0f} W, "
+            f"peak {max(peaks_w):.0f} W, idle {idle_w:.0f} W): it may not have used this GPU at all. Check that it "
+            "runs on this GPU (CUDA_VISIBLE_DEVICES, the build's architecture) and that it checks CUDA errors: "
+            "a program that does not can print PASS without running a kernel"]
 
 
 def _summarize(series: _Series, *, protocol: str, device: GpuDevice | None, session: _Session,
@@ -579,7 +582,8 @@ def _spread_warnings(sides: list[_Series], session: _Session, stopped: str, half
     n_done = min(len(side) for side in runs)
     return [spread.explain(found, idle_w=session.idle_w, trials_done=n_done, half_width=half_width,
                            target_half_width=budget.target_ci_half_width,
-                           seconds_per_trial=session.elapsed_s() / max(n_done, 1), pinned_cpus=budget.pin_cpus)]
+                           seconds_per_trial=sum(session.trial_costs_s) / max(n_done, 1),
+                           pinned_cpus=budget.pin_cpus)]
 
 
 # --- the two entry points -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .cpu_pinning import pinning_preexec
+from .cpu_pinning import PinningError, thread_bound_to
 from .device import DeviceError, DeviceState, GpuDevice, counter_delta_mj
 from .run_files import RunFiles
 
@@ -400,17 +400,6 @@ def kill_process_group(pgid: int, exited: threading.Event, grace_s: float = TERM
     _signal_group(pgid, signal.SIGKILL)
 
 
-def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
-    if first is None:
-        return second
-
-    def both() -> None:
-        first()
-        second()
-
-    return both
-
-
 def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s: float,
                  env: dict[str, str] | None = None, sandbox: Sandbox | None = None,
                  sample_period_s: float = 0.02, cancel: threading.Event | None = None,
@@ -428,8 +417,6 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
         preexec = sandbox.preexec
     else:
         full_env = {**os.environ, **(env or {})}
-    if cpus:
-        preexec = _then(preexec, pinning_preexec(cpus))
     if not Path(cwd).is_dir():
         raise RunError(f"cannot run `{command}`: the directory {cwd} does not exist")
 
@@ -445,8 +432,13 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
     err_r, err_w = os.pipe()
     start_s = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out_w,
-                                stderr=err_w, start_new_session=True, preexec_fn=preexec)
+        with thread_bound_to(cpus):  # the child inherits this thread's CPUs
+            proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out_w,
+                                    stderr=err_w, start_new_session=True, preexec_fn=preexec)
+    except PinningError as e:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        raise RunError(str(e)) from e
     except (OSError, subprocess.SubprocessError) as e:  # SubprocessError: the sandbox's preexec failed
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MIN_RUNS = 6  # fewer deviations than this make a correlation meaningless
+MIN_DEGREES_OF_FREEDOM = 5  # runs minus one per side: r >= 0.8 by chance at 5 has p ~ 0.03
 MIN_CORRELATION = 0.8
 WAITING_FRACTION = 0.85  # extra seconds priced under 85 % of the average power are mostly waiting
 
@@ -57,12 +57,14 @@ def time_bound_spread(sides: Sequence[Sequence[Run]]) -> TimeBoundSpread | None:
     de: list[float] = []
     dt: list[float] = []
     runs = [r for side in sides for r in side if r.duration_s > 0]
+    freedom = 0
     for side in sides:
         if len(side) < 2:
             continue
         de += _centred([r.energy_j for r in side])
         dt += _centred([r.duration_s for r in side])
-    if len(de) < MIN_RUNS:
+        freedom += len(side) - 1
+    if freedom < MIN_DEGREES_OF_FREEDOM:
         return None
     r = _correlation(dt, de)
     if r is None or r < MIN_CORRELATION:
@@ -87,7 +89,7 @@ def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, 
     slope = spread.joules_per_extra_s
     parts = [f"the energy of a run follows its wall time (r = {spread.correlation:.2f}; runs took "
              f"{spread.duration_min_s:.2f}-{spread.duration_max_s:.2f} s, {slope:.0f} J per extra second "
-             f"against {spread.average_power_w:.0f} W on average"]
+             f"against a median run power of {spread.average_power_w:.0f} W"]
     if idle_w is not None and idle_w > 0:
         parts.append(f", {idle_w:.0f} W idle")
     if slope < WAITING_FRACTION * spread.average_power_w:

@@ -87,8 +87,9 @@ def budget_from(config: Config, overrides: dict | None = None) -> dict:
         "target_ci_half_width": m.target_ci_half_width,
         "cooldown_cap_s": m.cooldown_cap_s,
         "min_effect": m.min_effect,
-        "pin_cpus": m.pin_cpus,
     }
+    if m.pin_cpus:  # only when asked: an older agent warns about every field it does not know
+        budget["pin_cpus"] = m.pin_cpus
     budget.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return budget
 

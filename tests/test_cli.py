@@ -207,7 +207,7 @@ def test_profile_kernel_copies_asks_the_tracer_for_copies(tmp_path, cli_env, fak
     proc = run_wattson(["profile", str(src), *flags, "--json", *FAST], cli_env)
     assert proc.returncode == 0, proc.stderr
     lines = seen.read_text().split()
-    if expected not in lines:
+    if set(lines) == {"-"}:  # no traced run at all: the tracer could not be built on this machine
         pytest.skip(f"the tracer could not be built here: {json.loads(proc.stdout)['warnings']}")
     assert lines[-1] == expected and set(lines[:-1]) == {"-"}  # only the extra traced run
 

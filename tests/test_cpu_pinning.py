@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from wattson.profilers.cpu_pinning import choose_cpus, pin_note
-from wattson.profilers.run import measured_run
+from wattson.profilers.run import RunError, measured_run
 from wattson_cli import FAKE_PROGRAM, run_wattson
 
 AFFINITY = "import os, sys; open(sys.argv[1], 'a').write(' '.join(map(str, sorted(os.sched_getaffinity(0)))) + '\\n')"
@@ -25,11 +25,15 @@ def test_without_enough_near_cores_any_allowed_ones_do():
     assert choose_cpus(2, near_gpu=None, allowed=[0, 1, 2]) == [1, 2]
     assert choose_cpus(3, near_gpu=[9, 10], allowed=[0, 1, 2, 9]) == [1, 2, 9]  # 10 is not ours to use
     assert choose_cpus(5, near_gpu=None, allowed=[0, 1]) == [0, 1]
-    note = pin_note([0, 1], 5, None)
+    note = pin_note([0, 1], 5, None, allowed=[0, 1])
     assert "CPUs 0, 1" in note and "5 were asked for, only 2 are available" in note
+    assert "(near the GPU)" in pin_note([3], 1, [2, 3], allowed=range(8))
+    assert "names every CPU here as near the GPU" in pin_note([7], 1, range(8), allowed=range(8))
 
 
 def test_a_pinned_run_and_its_children_stay_on_the_chosen_cpu(tmp_path):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU here: pinned and free runs would look the same")
     cpu = sorted(os.sched_getaffinity(0))[-1]
     seen = tmp_path / "seen"
     # The shell starts Python as a child: the binding must reach it.
@@ -40,6 +44,15 @@ def test_a_pinned_run_and_its_children_stay_on_the_chosen_cpu(tmp_path):
     seen.unlink()
     measured_run(f"{sys.executable} -c \"{AFFINITY}\" {seen}", cwd=tmp_path, device=None, timeout_s=20)
     assert seen.read_text().split() == [str(c) for c in sorted(os.sched_getaffinity(0))]
+    assert os.sched_getaffinity(0) == set(range(os.cpu_count() or 1)) & os.sched_getaffinity(0)  # ours restored
+
+
+def test_cpus_that_cannot_be_used_stop_the_run_with_the_next_step(tmp_path):
+    before = os.sched_getaffinity(0)
+    with pytest.raises(RunError) as info:
+        measured_run("true", cwd=tmp_path, device=None, timeout_s=10, cpus=[4000])
+    assert "cannot pin the run to CPU(s) 4000" in str(info.value) and "pin_cpus" in str(info.value)
+    assert os.sched_getaffinity(0) == before
 
 
 @pytest.mark.parametrize("pin", [True, False])

@@ -196,7 +196,7 @@ async def test_kernel_copies_setting_reaches_the_tracer(client: LanguageClient, 
     assert result["status"] == "done", result
     lines = seen.read_text().split()
     expected = "1" if copies else "no"
-    if expected not in lines:
+    if set(lines) == {"-"}:  # no traced run at all: the tracer could not be built on this machine
         pytest.skip(f"the tracer could not be built here: {lines}")
     assert lines[-1] == expected and set(lines[:-1]) == {"-"}
 

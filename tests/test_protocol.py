@@ -321,7 +321,7 @@ def test_a_spread_that_follows_host_time_is_explained(tmp_path, gpu):
 
 
 def test_no_explanation_once_the_interval_is_narrow(tmp_path, gpu):
-    # The same host phase, but a target the runs reach: the note is for intervals that stayed wide.
+    # Steady runs whose interval reaches the target: the note is only for intervals that stayed wide.
     device = gpu(idle_w=60)
     run = runner(tmp_path, device)
     result = profile(run, device, Budget(warmup_runs=0, min_trials=5, max_trials=12, target_ci_half_width=0.05))

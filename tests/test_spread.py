@@ -26,7 +26,7 @@ def test_a_host_phase_of_varying_length_is_named():
     text = explain(found, idle_w=79, trials_done=8, half_width=0.10, target_half_width=0.02,
                    seconds_per_trial=5.0)
     assert "the GPU mostly waits" in text and "host phase" in text and "pin_cpus = 1" in text
-    assert "79 W idle" in text
+    assert "79 W idle" in text and "median run power of" in text
     assert "about 200 trials per side" in text and "(~17 min)" in text
 
 
@@ -62,7 +62,8 @@ def test_longer_gpu_work_is_not_blamed_on_the_host():
 
 
 def test_too_few_runs_or_no_relation_says_nothing():
-    assert time_bound_spread([host_bound_runs(1, n=2), host_bound_runs(2, n=3)]) is None
+    assert time_bound_spread([host_bound_runs(1, n=3), host_bound_runs(2, n=3)]) is None  # 4 degrees of freedom
+    assert time_bound_spread([host_bound_runs(1, n=3), host_bound_runs(2, n=4)]) is not None  # 5
     rng = random.Random(5)
     unrelated = [Run(100 + rng.gauss(0, 5), 1 + rng.gauss(0, 0.1)) for _ in range(12)]
     assert time_bound_spread([unrelated]) is None
