@@ -13,6 +13,7 @@ cancel also stops the run in flight.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -89,12 +90,23 @@ class Budget:
     @classmethod
     def from_dict(cls, d: dict | None) -> Budget:
         """Known keys only; unknown ones (from a newer client) are ignored, None means the default."""
-        types = {"warmup_runs": int, "min_trials": int, "max_trials": int, "pin_cpus": int}
+        whole = {"warmup_runs", "min_trials", "max_trials", "pin_cpus"}
         kwargs = {}
         for f in fields(cls):
             value = (d or {}).get(f.name)
-            if value is not None:
-                kwargs[f.name] = types.get(f.name, float)(value)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                raise ValueError(f"{f.name} must be a number, got {value!r}")
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+            if f.name in whole:
+                if not number.is_integer():
+                    raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+                kwargs[f.name] = int(number)
+            else:
+                kwargs[f.name] = number
         return cls(**kwargs)
 
 

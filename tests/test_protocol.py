@@ -274,6 +274,12 @@ def test_budget_validation_and_dicts():
     with pytest.raises(ValueError, match="wattson.toml"):
         Budget(target_ci_half_width=0)
     assert Budget.from_dict(Budget(max_wall_s=5).to_dict()) == Budget(max_wall_s=5)
+    assert Budget.from_dict({"pin_cpus": 1.0, "min_trials": "4"}) == Budget(pin_cpus=1, min_trials=4)
+    for bad in ({"pin_cpus": 0.5}, {"min_trials": True}, {"max_wall_s": float("inf")}, {"max_wall_s": "nan"}):
+        with pytest.raises(ValueError):
+            Budget.from_dict(bad)
+    with pytest.raises(ValueError, match="pin_cpus must be 0"):
+        Budget(pin_cpus=-1)
 
 
 def test_results_round_trip_through_json(tmp_path, gpu):
