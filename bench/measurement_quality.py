@@ -115,12 +115,12 @@ def phase_xx(agent, names, hec, budget, out):
         emit(out, {"phase": "xx", "program": name, "elapsed_s": time.monotonic() - t0, **summary(r)})
 
 
-def calibrate_burner(agent, budget, out: Path | None = None) -> tuple[float, float]:
-    """Energy of a burner run = a + b * iterations (J), from two measured points.
+def calibrate_burner(agent, budget, out: Path | None = None) -> tuple[float, float, float, float]:
+    """Energy of a burner run = a + b * iterations (J), from two measured points: (a, b, b_low, b_high).
 
-    With `out`, also records the slope's interval from the two medians' 95 % intervals (low end:
-    e2's low minus e1's high; conservative, as if both errors pushed the same way), so a known-answer
-    check can say how well the planted size itself is known."""
+    b_low and b_high bound the slope from the two medians' 95 % intervals (low end: e2's low minus
+    e1's high; conservative, as if both errors pushed the same way), so a known-answer check can say
+    how well the planted size itself is known."""
     points = []
     for n in (200, 4000):
         r = profile_target(agent, burner_alone(n), budget=budget)
@@ -128,11 +128,11 @@ def calibrate_burner(agent, budget, out: Path | None = None) -> tuple[float, flo
     (n1, e1), (n2, e2) = points
     span = n2 - n1
     b = (e2["median"] - e1["median"]) / span
+    b_low, b_high = (e2["ci_low"] - e1["ci_high"]) / span, (e2["ci_high"] - e1["ci_low"]) / span
     if out is not None:
         emit(out, {"phase": "calibration-points", "points": [{"iterations": n, **e} for n, e in points],
-                   "j_per_iteration": b, "j_per_iteration_low": (e2["ci_low"] - e1["ci_high"]) / span,
-                   "j_per_iteration_high": (e2["ci_high"] - e1["ci_low"]) / span})
-    return e1["median"] - b * n1, b
+                   "j_per_iteration": b, "j_per_iteration_low": b_low, "j_per_iteration_high": b_high})
+    return e1["median"] - b * n1, b, b_low, b_high
 
 
 def phase_known(agent, names, hec, budget, out, repeat, levels=(5, 10), base_iterations=1, calibration=None):
@@ -141,18 +141,23 @@ def phase_known(agent, names, hec, budget, out, repeat, levels=(5, 10), base_ite
     Both sides pay the burner's fixed cost (its own process: CUDA start-up, ~45 J on the H100), so the
     planted difference is only the extra iterations, priced by the calibrated slope. That makes +5 %
     plantable on programs that use only ~150 J, where a burner after X alone would add +28 %."""
-    a_j, b_j = calibration or calibrate_burner(agent, budget, out)
+    a_j, b_j, b_low, b_high = calibration or calibrate_burner(agent, budget, out)
     emit(out, {"phase": "calibration", "burner_fixed_j": a_j, "burner_j_per_iteration": b_j,
+               "burner_j_per_iteration_low": b_low, "burner_j_per_iteration_high": b_high,
                "reused": calibration is not None})
     for name in names:
         x = target_for(name, hec)
         a = with_burner(x, base_iterations)
-        base = profile_target(agent, a, budget=budget)["energy_j"]["median"]
+        base_est = profile_target(agent, a, budget=budget)["energy_j"]
+        base = base_est["median"]
         emit(out, {"phase": "known-baseline", "program": name, "base_iterations": base_iterations,
                    "a_energy_j": base})
         for pct in levels:
             extra = max(1, round(pct / 100 * base / b_j))
             planted = 1 + b_j * extra / base
+            # How well the planted size itself is known: the slope's and E(A)'s intervals together.
+            planted_low = 1 + b_low * extra / base_est["ci_high"]
+            planted_high = 1 + b_high * extra / base_est["ci_low"]
             b = with_burner(x, base_iterations + extra)
             for i in range(repeat):
                 t0 = time.monotonic()
@@ -161,11 +166,14 @@ def phase_known(agent, names, hec, budget, out, repeat, levels=(5, 10), base_ite
                 emit(out, {"phase": "known", "program": name, "target_pct": pct, "base_iterations": base_iterations,
                            "extra_iterations": extra, "planted_ratio": planted, "repeat": i,
                            "elapsed_s": time.monotonic() - t0, "detected": s.get("kind") == "more",
-                           "planted_inside_ci": s.get("ci_low", 9) <= planted <= s.get("ci_high", 0), **s})
+                           "planted_inside_ci": s.get("ci_low", 9) <= planted <= s.get("ci_high", 0),
+                           "planted_low": planted_low, "planted_high": planted_high,
+                           "planted_interval_meets_ci": s.get("ci_low", 9) <= planted_high
+                           and planted_low <= s.get("ci_high", 0), **s})
 
 
 def phase_lassi(agent, names, hec, budget, out, repeat):
-    a_j, b_j = calibrate_burner(agent, budget)
+    a_j, b_j, _, _ = calibrate_burner(agent, budget)
     for name in names:
         t = target_for(name, hec)
         base = profile_target(agent, t, budget=budget)
@@ -211,6 +219,15 @@ def phase_overhead(names, hec, out, repeat):
                    "overhead_pct": 100 * (statistics.median(sampled) / statistics.median(plain) - 1)})
 
 
+def _calibration_arg(text: str) -> tuple[float, float, float, float]:
+    values = [float(v) for v in text.split(",")]
+    if len(values) == 2:
+        values += [values[1], values[1]]
+    if len(values) != 4:
+        raise SystemExit("--burner-calibration takes FIXED_J,J_PER_ITERATION or FIXED_J,J_PER_ITERATION,LOW,HIGH")
+    return values[0], values[1], values[2], values[3]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phase", required=True, choices=["xx", "known", "lassi", "overhead"])
@@ -222,8 +239,9 @@ def main() -> int:
     p.add_argument("--max-trials", type=int, default=30)
     p.add_argument("--levels", default="5,10", help="known: planted percentages")
     p.add_argument("--pin-cpus", type=int, default=0, help="bind each run to N host CPUs near the GPU (0: off)")
-    p.add_argument("--burner-calibration", default=None, metavar="FIXED_J,J_PER_ITERATION",
-                   help="known: reuse a calibration printed by an earlier run instead of measuring one")
+    p.add_argument("--burner-calibration", default=None, metavar="FIXED_J,J_PER_ITERATION[,LOW,HIGH]",
+                   help="known: reuse a calibration printed by an earlier run instead of measuring one "
+                        "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
     names = list(EXAMPLES) + (list(HEC_APPS) if args.hec else []) if args.programs == "all" \
         else args.programs.split(",")
@@ -238,7 +256,7 @@ def main() -> int:
         elif args.phase == "known":
             phase_known(agent, names, args.hec, budget, args.out, args.repeat,
                         levels=tuple(int(v) for v in args.levels.split(",")),
-                        calibration=tuple(float(v) for v in args.burner_calibration.split(","))
+                        calibration=_calibration_arg(args.burner_calibration)
                         if args.burner_calibration else None)
         else:
             phase_lassi(agent, names, args.hec, budget, args.out, args.repeat)
