@@ -38,7 +38,7 @@ def make_project_with_output_file(root: Path, load_file: Path, base_url: str, **
     source = replay.make_test_project(root, FAKE_PROGRAM, load_file, replay.anthropic_llm(base_url), **options)
     toml = source.parent / "wattson.toml"
     text = toml.read_text()
-    seconds = f"--seconds {options.get('seconds', 0.08)}"
+    seconds = f"--seconds {options.get('seconds', replay.DEFAULT_RUN_S)}"
     assert seconds in text
     toml.write_text(text.replace(seconds, f"{seconds} --output-file out.txt", 1)
                     + '[verify]\noutput_files = ["out.txt"]\n')
