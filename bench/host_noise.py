@@ -6,7 +6,8 @@ Run on a GPU host (after `. bench/device_setup.sh`):
 
 Each program is built once in a scratch folder, then run `--runs` times in each mode, modes
 interleaved (plain, pinned, plain, pinned, ...): *plain* = as Wattson runs it today, *pinned* = the
-process bound to one CPU core of the GPU's NUMA node (NVML's CPU affinity for the device). Per run:
+process bound to one CPU core of the GPU's NUMA node (NVML's CPU affinity for the device, the
+middle one of that list). Per run:
 wall time, user and system CPU time (from wait4), and the energy counter over the process run (plain
 edges: read right before launch and right after exit, no alignment; enough to see a spread of 10 %).
 One JSON line per run, then one summary line per program and mode (median, coefficient of variation).
@@ -17,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,45 +28,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import pynvml  # noqa: E402
 from measurement_quality import target_for  # noqa: E402
+from wattson.profilers.cpu_pinning import thread_bound_to  # noqa: E402
+from wattson.profilers.device import GpuDevice, open_devices  # noqa: E402
+from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build  # noqa: E402
 
 
-def near_gpu_cpus(handle) -> list[int]:
-    """CPU ids NVML names as close to the GPU (its NUMA node), from the affinity bitmask."""
-    words = pynvml.nvmlDeviceGetCpuAffinity(handle, 16)
-    cpus = [w * 64 + b for w, mask in enumerate(words) for b in range(64) if mask >> b & 1]
-    allowed = os.sched_getaffinity(0)
-    return [c for c in cpus if c in allowed] or sorted(allowed)
-
-
-def materialize(program: dict, root: Path) -> Path:
-    for rel, entry in program["files"].items():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(entry["text"])
-    return root / (program.get("workdir") or ".")
-
-
-def one_run(cmd: str, cwd: Path, env: dict, handle, cpus: list[int] | None) -> dict:
-    def pin():
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    e0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int]) -> dict:
+    e0 = device.energy_mj()
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, preexec_fn=pin,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with thread_bound_to(cpus):  # the child inherits the binding; [] leaves it free
+        proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall_s = time.monotonic() - t0
-    e1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    e1 = device.energy_mj()
     return {"wall_s": wall_s, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
-            "energy_j": (e1 - e0) / 1000, "exit": os.waitstatus_to_exitcode(status),
-            "minor_faults": usage.ru_minflt, "vol_switches": usage.ru_nvcsw, "invol_switches": usage.ru_nivcsw}
+            "energy_j": (e1 - e0) / 1000 if e0 is not None and e1 is not None else None,
+            "exit": os.waitstatus_to_exitcode(status), "minor_faults": usage.ru_minflt,
+            "vol_switches": usage.ru_nvcsw, "invol_switches": usage.ru_nivcsw}
 
 
 def cv(values: list[float]) -> float:
     return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
+
+
+def emit(out: Path, record: dict) -> None:
+    print(json.dumps(record), flush=True)
+    with out.open("a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def main() -> None:
@@ -78,42 +67,34 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("host_noise.jsonl"))
     args = ap.parse_args()
 
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    near = near_gpu_cpus(handle)
+    device = open_devices()[0]
+    near = [c for c in device.near_cpus() or [] if c in os.sched_getaffinity(0)] or sorted(os.sched_getaffinity(0))
     pinned = [near[len(near) // 2]]
-    arch = "sm_{}{}".format(*pynvml.nvmlDeviceGetCudaComputeCapability(handle))
-    header = {"kind": "host", "cpus_allowed": len(os.sched_getaffinity(0)), "near_gpu_cpus": near,
-              "pinned_to": pinned, "loadavg": os.getloadavg()}
-    print(json.dumps(header), flush=True)
-    with args.out.open("a") as f:
-        f.write(json.dumps(header) + "\n")
+    arch = gpu_arch(device)
+    emit(args.out, {"kind": "host", "cpus_allowed": len(os.sched_getaffinity(0)), "near_gpu_cpus": near,
+                    "pinned_to": pinned, "loadavg": os.getloadavg()})
     for name in args.programs.split(","):
-        program = target_for(name, args.hec).program
-        scratch = Path(tempfile.mkdtemp(prefix=f"noise-{name}-"))
-        cwd = materialize(program, scratch)
-        env = {**os.environ, **program.get("env", {}), "WATTSON_ARCH": arch}
-        build = program["build"].replace("$WATTSON_ARCH", arch)
-        subprocess.run(build, shell=True, cwd=cwd, env=env, check=True, capture_output=True)
-        runs: dict[str, list[dict]] = {"plain": [], "pinned": []}
-        one_run(program["run"], cwd, env, handle, None)  # warm-up, not kept
-        for i in range(args.runs):
-            for mode, cpus in (("plain", None), ("pinned", pinned)):
-                r = one_run(program["run"], cwd, env, handle, cpus)
-                runs[mode].append(r)
-                rec = {"kind": "run", "program": name, "mode": mode, "i": i, **r}
-                print(json.dumps(rec), flush=True)
-                with args.out.open("a") as f:
-                    f.write(json.dumps(rec) + "\n")
+        spec = ProgramSpec.from_dict(target_for(name, args.hec).program)
+        with JobDir(spec) as job:
+            build = run_build(spec, job, arch=arch)
+            if not build.ok:
+                raise SystemExit(f"{name}: the build failed:\n{build.output[-2000:]}")
+            env = {**os.environ, **job_env(spec, arch, device)}
+            runs: dict[str, list[dict]] = {"plain": [], "pinned": []}
+            one_run(spec.run, job.run_dir, env, device, [])  # warm-up, not kept
+            for i in range(args.runs):
+                for mode, cpus in (("plain", []), ("pinned", pinned)):
+                    r = one_run(spec.run, job.run_dir, env, device, cpus)
+                    runs[mode].append(r)
+                    emit(args.out, {"kind": "run", "program": name, "mode": mode, "i": i, **r})
         for mode, rs in runs.items():
             rec = {"kind": "summary", "program": name, "mode": mode, "n": len(rs)}
             for key in ("wall_s", "user_s", "sys_s", "energy_j"):
-                vals = [r[key] for r in rs]
-                rec[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "cv": cv(vals)}
-            print(json.dumps(rec), flush=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
-        shutil.rmtree(scratch, ignore_errors=True)
+                vals = [r[key] for r in rs if r[key] is not None]
+                if vals:
+                    rec[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+                                "cv": cv(vals)}
+            emit(args.out, rec)
 
 
 if __name__ == "__main__":

@@ -453,7 +453,6 @@ class Agent:
         protocol = _protocol(params)
         if protocol == "lassi-ee" and budget.pin_cpus:
             warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
-        cpus: list[int] = []
         device = self.device(params)
         arch = gpu_arch(device)
         report = Reporter(self, job.job_id)
@@ -472,12 +471,12 @@ class Agent:
                 else:
                     from .protocol import profile
 
-                    cpus = _pinned_cpus(budget, device)
+                    cpus, host_cpus = _host_pinning(budget, device)
                     run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus)
                     result = profile(run_once, device, budget, progress=report.engine(), cancel=job.cancel)
                 out = result.to_dict()
-                if protocol != "lassi-ee" and budget.pin_cpus:
-                    out["host_cpus"] = _pinning_record(cpus, budget, device)
+                if protocol != "lassi-ee" and host_cpus is not None:
+                    out["host_cpus"] = host_cpus
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
                                                    warnings, copies=params.get("kernel_copies") is True)
@@ -546,7 +545,6 @@ class Agent:
         protocol = _protocol(params)
         if protocol == "lassi-ee" and budget.pin_cpus:
             warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
-        cpus: list[int] = []
         device = self.device(params)
         arch = gpu_arch(device)
         report = Reporter(self, job.job_id)
@@ -572,14 +570,14 @@ class Agent:
                     from .protocol import compare
 
                     output_budget = OutputBudget()  # one cap for the job: A's runs and B's together
-                    cpus = _pinned_cpus(budget, device)  # the same cores for A and B
+                    cpus, host_cpus = _host_pinning(budget, device)  # the same cores for A and B
                     result = compare(
                         self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus),
                         self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus),
                         device, budget, progress=report.engine(), cancel=job.cancel)
         out = result.to_dict()
-        if protocol != "lassi-ee" and budget.pin_cpus:
-            out["host_cpus"] = _pinning_record(cpus, budget, device)
+        if protocol != "lassi-ee" and host_cpus is not None:
+            out["host_cpus"] = host_cpus
         return _with_warnings(out, warnings, sandbox_a, sandbox_b)
 
 
@@ -630,16 +628,15 @@ def _budget(params: dict[str, Any]) -> tuple[Any, list[str]]:
         raise invalid_params(f"bad budget: {e}") from e
 
 
-def _pinned_cpus(budget: Any, device: GpuDevice) -> list[int]:
-    from .cpu_pinning import choose_cpus
+def _host_pinning(budget: Any, device: GpuDevice) -> tuple[list[int], dict[str, Any] | None]:
+    """The CPUs each run is bound to ([] for none), and how the result names them (None: not pinned)."""
+    if not budget.pin_cpus:
+        return [], None
+    from .cpu_pinning import choose_cpus, pin_note
 
-    return choose_cpus(budget.pin_cpus, device.near_cpus())
-
-
-def _pinning_record(cpus: list[int], budget: Any, device: GpuDevice) -> dict[str, Any]:
-    from .cpu_pinning import pin_note
-
-    return {"pinned": cpus, "note": pin_note(cpus, budget.pin_cpus, device.near_cpus())}
+    near = device.near_cpus()
+    cpus = choose_cpus(budget.pin_cpus, near)
+    return cpus, {"pinned": cpus, "note": pin_note(cpus, budget.pin_cpus, near)}
 
 
 def _protocol(params: dict[str, Any]) -> str:

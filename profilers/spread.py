@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .stats import median
+
 MIN_DEGREES_OF_FREEDOM = 5  # runs minus one per side: r >= 0.8 by chance at 5 has p ~ 0.03
 MIN_CORRELATION = 0.8
 WAITING_FRACTION = 0.85  # extra seconds priced under 85 % of the average power are mostly waiting
@@ -70,12 +72,10 @@ def time_bound_spread(sides: Sequence[Sequence[Run]]) -> TimeBoundSpread | None:
     if r is None or r < MIN_CORRELATION:
         return None
     slope = sum(a * b for a, b in zip(dt, de, strict=True)) / sum(v * v for v in dt)
-    powers = sorted(run.energy_j / run.duration_s for run in runs)
-    mid = len(powers) // 2
-    average = powers[mid] if len(powers) % 2 else (powers[mid - 1] + powers[mid]) / 2
     return TimeBoundSpread(correlation=r, joules_per_extra_s=slope,
                            duration_min_s=min(run.duration_s for run in runs),
-                           duration_max_s=max(run.duration_s for run in runs), average_power_w=average)
+                           duration_max_s=max(run.duration_s for run in runs),
+                           average_power_w=median([run.energy_j / run.duration_s for run in runs]))
 
 
 def trials_needed(trials_done: int, half_width: float, target_half_width: float) -> int:
