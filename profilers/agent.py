@@ -429,19 +429,27 @@ class Agent:
         return make_sandbox(job_dir.run_dir)
 
     def _run_once(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None,
-                  job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int]) -> Callable[[], Any]:
-        """One measured run, with what it left in the run folder (run_files.py) in its record."""
+                  job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int],
+                  warmup_runs: int) -> Callable[[], Any]:
+        """One measured run, with what it left in the run folder (run_files.py) in its record.
+
+        The protocol makes a side's first `warmup_runs` calls its warm-ups and returns nothing of
+        them, so their output files are not read: they would use up the job's output cap for bytes
+        nobody gets."""
         from .run import measured_run
 
         env = job_env(spec, arch, device)
         recorder = RunFilesRecorder(job_dir.run_dir, spec.output_files, output_budget)
+        calls = 0
 
         def run_once() -> Any:
+            nonlocal calls
+            calls += 1
             recorder.before_run()  # the first time only: the folder as the build left it
             m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
                              env=env, sandbox=sandbox, cancel=job.cancel, cpus=cpus)
             if not m.cancelled:
-                m.files = recorder.after_run()
+                m.files = recorder.after_run(read_outputs=calls > warmup_runs)
             return m
 
         return run_once
@@ -472,7 +480,8 @@ class Agent:
                     from .protocol import profile
 
                     cpus, host_cpus = _host_pinning(budget, device)
-                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus)
+                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus,
+                                              budget.warmup_runs)
                     result = profile(run_once, device, budget, progress=report.engine(), cancel=job.cancel)
                 out = result.to_dict()
                 if protocol != "lassi-ee" and host_cpus is not None:
@@ -572,8 +581,10 @@ class Agent:
                     output_budget = OutputBudget()  # one cap for the job: A's runs and B's together
                     cpus, host_cpus = _host_pinning(budget, device)  # the same cores for A and B
                     result = compare(
-                        self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus),
-                        self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus),
+                        self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus,
+                                       budget.warmup_runs),
+                        self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus,
+                                       budget.warmup_runs),
                         device, budget, progress=report.engine(), cancel=job.cancel)
         out = result.to_dict()
         if protocol != "lassi-ee" and host_cpus is not None:

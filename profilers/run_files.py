@@ -234,10 +234,12 @@ class RunFilesRecorder:
         if self._before is None:
             self._before = snapshot(self.run_dir)
 
-    def after_run(self) -> RunFiles:
+    def after_run(self, *, read_outputs: bool = True) -> RunFiles:
+        """What the run left; read_outputs=False (a warm-up) skips the declared outputs and the cap."""
         before = self._before if self._before is not None else frozenset()
         created, more = created_since(self.run_dir, before)
-        outputs, skipped = read_output_files(self.run_dir, self.output_names, self.budget)
+        outputs, skipped = (read_output_files(self.run_dir, self.output_names, self.budget) if read_outputs
+                            else ({}, {}))
         return RunFiles(created_files=created, created_files_more=more, output_files=outputs,
                         output_files_skipped=skipped)
 

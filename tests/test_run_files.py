@@ -215,3 +215,19 @@ def test_the_history_keeps_sizes_not_bytes_of_a_profile(agent, tmp_path: Path):
     assert stored is not None and not stored.is_stale_for(content_hash("// w"))
     for trial in stored.result["trials"]:
         assert trial["output_files"] == {} and trial["output_file_sizes"] == {"out.txt": 5}
+
+
+def test_warm_ups_do_not_use_up_the_jobs_output_cap(agent):
+    """Eight warm-ups of a program that writes 30 MiB would take 240 of the job's 256 MiB if their
+    outputs were read; nothing of a warm-up is returned, so both trials must still get their file."""
+    size = 30 * 2**20
+    program = {"name": "big-writer", "files": {}, "build": None, "workdir": ".", "run_timeout_s": 30,
+               "run": f"head -c {size} /dev/zero > out.bin && echo PASS", "output_files": ["out.bin"],
+               "trusted": True}
+    budget = {**FAST_BUDGET, "warmup_runs": 8, "min_trials": 2, "max_trials": 2}
+    result = agent.call("profile", {"program": program, "budget": budget}, timeout_s=120)
+    trials = result["trials"]
+    assert len(trials) == 2
+    for t in trials:
+        assert t["output_files_skipped"] == {}
+        assert len(base64.b64decode(t["output_files"]["out.bin"])) == size
