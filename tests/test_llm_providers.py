@@ -457,6 +457,7 @@ def test_command_provider_cancel_stops_at_once(tmp_path):
     with pytest.raises(LlmCancelled):
         provider.complete("", HELLO, temperature=0, max_tokens=10)
     assert time.monotonic() - started < 3
+    assert "1 request was cut off by the cancel" in provider.account.summary()
 
 
 def test_command_provider_missing_executable(tmp_path):
@@ -535,6 +536,35 @@ def test_account_sums_calls_costs_and_says_prices_are_approximate(server, anthro
     priced.record("openai-compatible", "qwen3-coder", Usage(1_000_000, 1_000_000))
     assert priced.cost_usd() == pytest.approx(1.5) and "your [llm] prices" in priced.summary()
     assert "| anthropic | claude-sonnet-5-5 | 3 |" in account.markdown()
+
+
+def test_a_request_cut_off_by_a_cancel_is_counted_and_a_cancelled_retry_wait_is_not(server, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    cancel = threading.Event()
+    provider = make_provider({"provider": "anthropic", "model": "claude-sonnet-5-5",
+                              "base_url": server.anthropic_base_url, "timeout_s": 5.0}, policy=FAST, cancel=cancel)
+    server.push(Reply(text="too late", delay_s=2.0, input_tokens=900, output_tokens=90))
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(LlmCancelled):
+        provider.complete("", HELLO, temperature=0, max_tokens=10)
+    account = provider.account
+    assert account.calls == 0 and account.input_tokens == 0
+    summary = account.summary()
+    assert "1 request was cut off by the cancel: the provider may still bill it, not counted here" in summary
+    assert "no price known" not in summary
+    assert account.to_dict()["models"][0]["cut_off_calls"] == 1
+
+    waiting = TokenAccount()
+    cancel = threading.Event()
+    slow = RetryPolicy(max_attempts=3, base_delay_s=5.0, max_delay_s=10.0, max_total_wait_s=20.0)
+    provider = make_provider({"provider": "anthropic", "model": "claude-sonnet-5-5",
+                              "base_url": server.anthropic_base_url, "timeout_s": 5.0}, policy=slow,
+                             cancel=cancel, account=waiting)
+    server.push(Reply(status=529))  # overloaded: retried after a wait, which the cancel ends
+    threading.Timer(0.5, cancel.set).start()
+    with pytest.raises(LlmCancelled):
+        provider.complete("", HELLO, temperature=0, max_tokens=10)
+    assert "cut off" not in waiting.summary()
 
 
 def test_price_override_from_settings(server):

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from .base import Usage
+from .retry import LlmCancelled
 
 PRICES_SET_ON = "2026-11-22"
 
@@ -52,6 +55,7 @@ class ModelTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     unreported_calls: int = 0  # calls whose endpoint gave no token counts
+    cut_off_calls: int = 0  # requests left unanswered by a cancel: billed or not, their tokens are unknown
     cost_usd: float | None = None  # None: no price known for this model
 
     def to_dict(self) -> dict:
@@ -76,6 +80,20 @@ class TokenAccount:
                 totals.unreported_calls += 1
             price = self._price_override or price_for(model)
             totals.cost_usd = price.cost_usd(totals.input_tokens, totals.output_tokens) if price else None
+
+    def record_cut_off(self, provider: str, model: str) -> None:
+        with self._lock:
+            self._totals.setdefault((provider, model), ModelTotals(provider, model)).cut_off_calls += 1
+
+    @contextmanager
+    def counting_cut_off(self, provider: str, model: str) -> Iterator[None]:
+        """Counts a request that a cancel left in flight, then lets the cancel go on."""
+        try:
+            yield
+        except LlmCancelled as e:
+            if e.in_flight:
+                self.record_cut_off(provider, model)
+            raise
 
     def by_model(self) -> list[ModelTotals]:
         with self._lock:
@@ -107,7 +125,7 @@ class TokenAccount:
         text = (f"{calls} call{'s' if calls != 1 else ''}, {self.input_tokens:,} input + "
                 f"{self.output_tokens:,} output tokens")
         cost = self.cost_usd()
-        unpriced = [t.model for t in rows if t.cost_usd is None]
+        unpriced = [t.model for t in rows if t.cost_usd is None and t.calls]
         if cost is not None:
             source = ("your [llm] prices" if self._price_override
                       else f"approximate list prices of {PRICES_SET_ON}")
@@ -117,6 +135,10 @@ class TokenAccount:
         unreported = sum(t.unreported_calls for t in rows)
         if unreported:
             text += f"; {unreported} call{'s' if unreported != 1 else ''} reported no token counts"
+        cut_off = sum(t.cut_off_calls for t in rows)
+        if cut_off:
+            text += (f"; {cut_off} request{'s were' if cut_off != 1 else ' was'} cut off by the cancel: "
+                     f"the provider may still bill {'them' if cut_off != 1 else 'it'}, not counted here")
         return text
 
     def markdown(self) -> str:

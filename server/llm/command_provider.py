@@ -86,8 +86,9 @@ class CommandProvider:
 
     def _request(self, payload: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(payload).encode()
-        reply = call_with_retries(lambda: self._run_once(data), self._policy, what=self._what,
-                                  cancel=self.cancel)
+        with self.account.counting_cut_off(self.name, self.model):
+            reply = call_with_retries(lambda: self._run_once(data), self._policy, what=self._what,
+                                      cancel=self.cancel)
         self.account.record(self.name, reply["model"], reply["usage"])
         return reply
 
@@ -112,7 +113,7 @@ class CommandProvider:
                 pending = None  # already handed over; communicate() keeps feeding it
                 if self.cancel is not None and self.cancel.is_set():
                     _kill_group(process)
-                    raise LlmCancelled(f"{self._what} cancelled") from None
+                    raise LlmCancelled(f"{self._what} cancelled", in_flight=True) from None
                 if time.monotonic() > deadline:
                     _kill_group(process)
                     raise LlmError(f"no reply within {self._timeout_s:.0f} s", retryable=True) from None

@@ -164,7 +164,8 @@ class OpenAiCompatibleProvider:
                 detail = redact(str(err), [self._key])
                 raise LlmError(f"{self._endpoint.what}: unexpected reply ({detail})") from None
 
-        reply = call_with_retries(attempt, self._policy, what=self._endpoint.what, cancel=self.cancel)
+        with self.account.counting_cut_off(self.name, self.model):
+            reply = call_with_retries(attempt, self._policy, what=self._endpoint.what, cancel=self.cancel)
         self.account.record(self.name, reply["model"], reply["usage"])
         return reply
 

@@ -25,7 +25,13 @@ T = TypeVar("T")
 
 
 class LlmCancelled(LlmError):
-    """The job was cancelled while waiting for the LLM."""
+    """The job was cancelled while waiting for the LLM.
+
+    in_flight: a request was under way and was left unanswered (the provider may bill it anyway)."""
+
+    def __init__(self, message: str, *, in_flight: bool = False):
+        super().__init__(message)
+        self.in_flight = in_flight
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ def _interruptible(attempt: Callable[[], T], cancel: threading.Event, what: str)
     """Run `attempt` on a helper thread so a cancel ends the wait at once.
 
     The SDKs block in their HTTP call and have no way to abort it from another thread; the request is
-    left to finish on its own and its reply is discarded (its tokens are not counted)."""
+    left to finish on its own and its reply is discarded; the account counts it as cut off."""
     done = threading.Event()
     box: dict[str, object] = {}
 
@@ -128,7 +134,7 @@ def _interruptible(attempt: Callable[[], T], cancel: threading.Event, what: str)
     threading.Thread(target=run, name="llm-request", daemon=True).start()
     while not done.wait(0.05):
         if cancel.is_set():
-            raise LlmCancelled(f"{what} cancelled")
+            raise LlmCancelled(f"{what} cancelled", in_flight=True)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
