@@ -18,6 +18,12 @@ Phases:
             is on both sides). The planted ratio must lie inside the CI, verdict "more".
   lassi     the same X and X+10 % with --protocol lassi-ee, one figure per run: spread, bias, wall time.
   overhead  the program's wall time with and without the power sampler thread.
+
+    python bench/measurement_quality.py --summarize bench/results/*/known-*.jsonl
+
+prints the known-answer records of earlier runs per program and level, and the coverage over all of
+them with its Wilson 95 % interval (a correct 95 % CI covers the planted size 95 % of the time, so
+"5 of 5 in every cell" is not what to expect; the pooled coverage is).
 """
 
 from __future__ import annotations
@@ -219,6 +225,41 @@ def phase_overhead(names, hec, out, repeat):
                    "overhead_pct": 100 * (statistics.median(sampled) / statistics.median(plain) - 1)})
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of a proportion from hits of n (Wilson score: sane at 0 and n, unlike p +- z*se)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize_known(paths: list[Path]) -> str:
+    """Per program and level: comparisons, "more" verdicts, planted inside the CI; then all pooled."""
+    cells: dict[tuple[str, int], list[dict]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("phase") == "known":
+                cells.setdefault((record["program"], record["target_pct"]), []).append(record)
+    lines = ["| program | target | comparisons | verdict \"more\" | planted inside CI | planted interval meets CI |",
+             "|---|---|---:|---:|---:|---:|"]
+    for (program, pct), records in sorted(cells.items()):
+        meets = [r["planted_interval_meets_ci"] for r in records if "planted_interval_meets_ci" in r]
+        lines.append(f"| {program} | +{pct} % | {len(records)} | {sum(r['detected'] for r in records)} | "
+                     f"{sum(r['planted_inside_ci'] for r in records)} | "
+                     f"{f'{sum(meets)} of {len(meets)}' if meets else 'not recorded'} |")
+    records = [r for rs in cells.values() for r in rs]
+    inside = sum(r["planted_inside_ci"] for r in records)
+    low, high = wilson_interval(inside, len(records))
+    lines.append("")
+    lines.append(f"planted inside the 95 % CI: {inside} of {len(records)} = {100 * inside / max(1, len(records)):.0f} % "
+                 f"[{100 * low:.0f} %, {100 * high:.0f} %] (Wilson 95 %); "
+                 f"verdict \"more\": {sum(r['detected'] for r in records)} of {len(records)}")
+    return "\n".join(lines)
+
+
 def _calibration_arg(text: str) -> tuple[float, float, float, float]:
     values = [float(v) for v in text.split(",")]
     if len(values) == 2:
@@ -230,7 +271,9 @@ def _calibration_arg(text: str) -> tuple[float, float, float, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--phase", required=True, choices=["xx", "known", "lassi", "overhead"])
+    p.add_argument("--phase", choices=["xx", "known", "lassi", "overhead"])
+    p.add_argument("--summarize", type=Path, nargs="+", metavar="JSONL",
+                   help="print the known-answer records of these files per program and level, and pooled")
     p.add_argument("--programs", default="all")
     p.add_argument("--hec", type=Path, default=None, help="HeCBench src/ folder (fetched separately)")
     p.add_argument("--repeat", type=int, default=5)
@@ -243,6 +286,11 @@ def main() -> int:
                    help="known: reuse a calibration printed by an earlier run instead of measuring one "
                         "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
+    if args.summarize:
+        print(summarize_known(args.summarize))
+        return 0
+    if args.phase is None:
+        p.error("give --phase, or --summarize with result files")
     names = list(EXAMPLES) + (list(HEC_APPS) if args.hec else []) if args.programs == "all" \
         else args.programs.split(",")
     budget = {"min_trials": 5, "max_trials": args.max_trials, "max_wall_s": args.max_wall_s,

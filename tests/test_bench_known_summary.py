@@ -1,0 +1,43 @@
+"""bench/measurement_quality.py --summarize, as run from the command line on known-answer records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "measurement_quality.py"
+
+
+def record(program: str, pct: int, *, detected: bool, inside: bool, meets: bool | None = None) -> dict:
+    r = {"phase": "known", "program": program, "target_pct": pct, "detected": detected, "planted_inside_ci": inside}
+    if meets is not None:
+        r["planted_interval_meets_ci"] = meets
+    return r
+
+
+def test_summary_counts_each_cell_and_pools_coverage_with_its_interval(tmp_path: Path):
+    first = tmp_path / "a.jsonl"
+    first.write_text("\n".join(json.dumps(r) for r in [
+        {"phase": "calibration", "burner_j_per_iteration": 0.05},
+        record("nbody", 5, detected=True, inside=True, meets=True),
+        record("nbody", 5, detected=True, inside=False, meets=True),
+        record("nbody", 10, detected=True, inside=True, meets=True),
+    ]) + "\n")
+    second = tmp_path / "b.jsonl"
+    second.write_text(json.dumps(record("layout", 5, detected=False, inside=False)) + "\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(first), str(second)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in out.splitlines()
+            if line.startswith("| ") and "+" in line}
+    assert rows[("nbody", "+5 %")].replace(" ", "") == "|nbody|+5%|2|2|1|2of2|"
+    assert rows[("layout", "+5 %")].replace(" ", "") == "|layout|+5%|1|0|0|notrecorded|"
+    # 2 of 4 inside: Wilson 95 % interval [15 %, 85 %].
+    assert "planted inside the 95 % CI: 2 of 4 = 50 % [15 %, 85 %] (Wilson 95 %)" in out
+    assert 'verdict "more": 3 of 4' in out
+
+
+def test_without_a_phase_or_files_it_says_what_to_give():
+    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "give --phase, or --summarize" in done.stderr
