@@ -254,7 +254,8 @@ def summarize_known(paths: list[Path]) -> str:
     inside = sum(r["planted_inside_ci"] for r in records)
     low, high = wilson_interval(inside, len(records))
     lines.append("")
-    lines.append(f"planted inside the 95 % CI: {inside} of {len(records)} = {100 * inside / max(1, len(records)):.0f} % "
+    share_pct = 100 * inside / max(1, len(records))
+    lines.append(f"planted inside the 95 % CI: {inside} of {len(records)} = {share_pct:.0f} % "
                  f"[{100 * low:.0f} %, {100 * high:.0f} %] (Wilson 95 %); "
                  f"verdict \"more\": {sum(r['detected'] for r in records)} of {len(records)}")
     return "\n".join(lines)
