@@ -429,30 +429,10 @@ class Agent:
         return make_sandbox(job_dir.run_dir)
 
     def _run_once(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None,
-                  job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int],
-                  warmup_runs: int) -> Callable[[], Any]:
-        """One measured run, with what it left in the run folder (run_files.py) in its record.
-
-        The protocol makes a side's first `warmup_runs` calls its warm-ups and returns nothing of
-        them, so their output files are not read: they would use up the job's output cap for bytes
-        nobody gets."""
-        from .run import measured_run
-
-        env = job_env(spec, arch, device)
-        recorder = RunFilesRecorder(job_dir.run_dir, spec.output_files, output_budget)
-        calls = 0
-
-        def run_once() -> Any:
-            nonlocal calls
-            calls += 1
-            recorder.before_run()  # the first time only: the folder as the build left it
-            m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
-                             env=env, sandbox=sandbox, cancel=job.cancel, cpus=cpus)
-            if not m.cancelled:
-                m.files = recorder.after_run(read_outputs=calls > warmup_runs)
-            return m
-
-        return run_once
+                  job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int]) -> _ProgramRuns:
+        """One measured run, with what it left in the run folder (run_files.py) in its record."""
+        return _ProgramRuns(spec, job_dir, device, job_env(spec, arch, device), job, sandbox,
+                            RunFilesRecorder(job_dir.run_dir, spec.output_files, output_budget), cpus)
 
     def profile(self, params: dict[str, Any], job: Job | None) -> dict[str, Any]:
         assert job is not None
@@ -480,8 +460,7 @@ class Agent:
                     from .protocol import profile
 
                     cpus, host_cpus = _host_pinning(budget, device)
-                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus,
-                                              budget.warmup_runs)
+                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus)
                     result = profile(run_once, device, budget, progress=report.engine(), cancel=job.cancel)
                 out = result.to_dict()
                 if protocol != "lassi-ee" and host_cpus is not None:
@@ -581,10 +560,8 @@ class Agent:
                     output_budget = OutputBudget()  # one cap for the job: A's runs and B's together
                     cpus, host_cpus = _host_pinning(budget, device)  # the same cores for A and B
                     result = compare(
-                        self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus,
-                                       budget.warmup_runs),
-                        self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus,
-                                       budget.warmup_runs),
+                        self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus),
+                        self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus),
                         device, budget, progress=report.engine(), cancel=job.cancel)
         out = result.to_dict()
         if protocol != "lassi-ee" and host_cpus is not None:
@@ -593,6 +570,35 @@ class Agent:
 
 
 # --- helpers for the methods ---------------------------------------------------------------------
+
+class _ProgramRuns:
+    """A program's measured runs in one job: call it for a trial, `warm_up()` for a warm-up.
+
+    A warm-up's record is thrown away by the protocol, so its declared output files are not read:
+    they would use up the job's output cap for bytes nobody gets."""
+
+    def __init__(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, env: dict[str, str], job: Job,
+                 sandbox: Any, recorder: RunFilesRecorder, cpus: list[int]):
+        self.spec, self.job_dir, self.device, self.env = spec, job_dir, device, env
+        self.job, self.sandbox, self.recorder, self.cpus = job, sandbox, recorder, cpus
+
+    def __call__(self) -> Any:
+        return self._run(read_outputs=True)
+
+    def warm_up(self) -> Any:
+        return self._run(read_outputs=False)
+
+    def _run(self, *, read_outputs: bool) -> Any:
+        from .run import measured_run
+
+        self.recorder.before_run()  # the first time only: the folder as the build left it
+        m = measured_run(self.spec.run, cwd=self.job_dir.run_dir, device=self.device,
+                         timeout_s=self.spec.run_timeout_s, env=self.env, sandbox=self.sandbox,
+                         cancel=self.job.cancel, cpus=self.cpus)
+        if not m.cancelled:
+            m.files = self.recorder.after_run(read_outputs=read_outputs)
+        return m
+
 
 def default_device(devices: list[GpuDevice]) -> GpuDevice:
     """The GPU a job gets when it names none: the first one CUDA_VISIBLE_DEVICES grants this agent

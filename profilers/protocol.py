@@ -24,7 +24,7 @@ from .device import DeviceError, DeviceState, GpuDevice
 from .run import RunMeasurement
 from .stats import Estimate, Verdict
 
-RunOnce = Callable[[], RunMeasurement]
+RunOnce = Callable[[], RunMeasurement]  # may also offer warm_up(): the same run, its record thrown away
 Progress = Callable[[str, float], None]  # (message, fraction 0..1)
 
 # Cooldown: poll instant power until it is near the idle level or stops falling. The H100's power
@@ -402,7 +402,7 @@ class _Session:
     def warm_up(self, run_once: RunOnce, label: str, k: int) -> None:
         self.check_cancel()
         self.report(f"warm-up {k}: {label}", 0, 1)
-        m = run_once()
+        m = getattr(run_once, "warm_up", run_once)()
         if m.cancelled:
             raise _Stop()
         if m.failed:

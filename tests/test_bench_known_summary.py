@@ -11,7 +11,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "measurement_quality.py
 
 
 def record(program: str, pct: int, *, detected: bool, inside: bool, meets: bool | None = None) -> dict:
-    r = {"phase": "known", "program": program, "target_pct": pct, "detected": detected, "planted_inside_ci": inside}
+    r = {"phase": "known", "program": program, "target_pct": pct, "extra_iterations": 100, "detected": detected,
+         "planted_inside_ci": inside}
     if meets is not None:
         r["planted_interval_meets_ci"] = meets
     return r
@@ -26,7 +27,9 @@ def test_summary_counts_each_cell_and_pools_coverage_with_its_interval(tmp_path:
         record("nbody", 10, detected=True, inside=True, meets=True),
     ]) + "\n")
     second = tmp_path / "b.jsonl"
-    second.write_text(json.dumps(record("layout", 5, detected=False, inside=False)) + "\n")
+    earlier = {"phase": "known", "program": "layout", "target_pct": 5, "iterations": 900, "detected": True,
+               "planted_inside_ci": True}  # the burner on B's side only: another planted size, left out
+    second.write_text(json.dumps(record("layout", 5, detected=False, inside=False)) + "\n" + json.dumps(earlier))
     out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(first), str(second)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in out.splitlines()
@@ -36,6 +39,16 @@ def test_summary_counts_each_cell_and_pools_coverage_with_its_interval(tmp_path:
     # 2 of 4 inside: Wilson 95 % interval [15 %, 85 %].
     assert "planted inside the 95 % CI: 2 of 4 = 50 % [15 %, 85 %] (Wilson 95 %)" in out
     assert 'verdict "more": 3 of 4' in out
+    assert "planted size's own interval meets the CI: 3 of 3 records that carry it" in out
+    assert "left out: 1 records of the earlier design" in out
+
+
+def test_files_without_current_records_say_so(tmp_path: Path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"phase": "calibration"}) + "\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(empty)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "no known-answer records of the burner-on-both-sides design in these files"
 
 
 def test_without_a_phase_or_files_it_says_what_to_give():

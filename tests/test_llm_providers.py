@@ -550,9 +550,20 @@ def test_a_request_cut_off_by_a_cancel_is_counted_and_a_cancelled_retry_wait_is_
     account = provider.account
     assert account.calls == 0 and account.input_tokens == 0
     summary = account.summary()
-    assert "1 request was cut off by the cancel: the provider may still bill it, not counted here" in summary
+    assert ("1 request was cut off by the cancel: its tokens are not in these totals, and a paid endpoint may "
+            "still bill it") in summary
+    assert "claude-sonnet-5-5" not in account.markdown()  # no row of zeros beside the line that explains
     assert "no price known" not in summary
     assert account.to_dict()["models"][0]["cut_off_calls"] == 1
+
+    cancel = threading.Event()  # a streamed reply (the OpenAI-compatible default) cut off the same way
+    streaming = make_provider({"provider": "openai-compatible", "model": "local-coder",
+                               "base_url": server.openai_base_url, "timeout_s": 5.0}, policy=FAST, cancel=cancel)
+    server.push(Reply(text="slow stream " * 20, chunk_chars=4, chunk_delay_s=0.1))
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(LlmCancelled):
+        streaming.complete("", HELLO, temperature=0, max_tokens=10)
+    assert "1 request was cut off" in streaming.account.summary() and streaming.account.calls == 0
 
     waiting = TokenAccount()
     cancel = threading.Event()

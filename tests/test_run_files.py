@@ -217,17 +217,33 @@ def test_the_history_keeps_sizes_not_bytes_of_a_profile(agent, tmp_path: Path):
         assert trial["output_files"] == {} and trial["output_file_sizes"] == {"out.txt": 5}
 
 
-def test_warm_ups_do_not_use_up_the_jobs_output_cap(agent):
-    """Eight warm-ups of a program that writes 30 MiB would take 240 of the job's 256 MiB if their
-    outputs were read; nothing of a warm-up is returned, so both trials must still get their file."""
-    size = 30 * 2**20
-    program = {"name": "big-writer", "files": {}, "build": None, "workdir": ".", "run_timeout_s": 30,
-               "run": f"head -c {size} /dev/zero > out.bin && echo PASS", "output_files": ["out.bin"],
-               "trusted": True}
-    budget = {**FAST_BUDGET, "warmup_runs": 8, "min_trials": 2, "max_trials": 2}
-    result = agent.call("profile", {"program": program, "budget": budget}, timeout_s=120)
-    trials = result["trials"]
+BIG_OUTPUT_BYTES = 30 * 2**20
+
+
+def big_writer() -> dict:
+    return {"name": "big-writer", "files": {}, "build": None, "workdir": ".", "run_timeout_s": 30,
+            "run": f"head -c {BIG_OUTPUT_BYTES} /dev/zero > out.bin && echo PASS", "output_files": ["out.bin"],
+            "trusted": True}
+
+
+def assert_every_trial_got_its_file(trials: list[dict]) -> None:
     assert len(trials) == 2
     for t in trials:
         assert t["output_files_skipped"] == {}
-        assert len(base64.b64decode(t["output_files"]["out.bin"])) == size
+        assert len(base64.b64decode(t["output_files"]["out.bin"])) == BIG_OUTPUT_BYTES
+
+
+def test_warm_ups_do_not_use_up_the_jobs_output_cap(agent):
+    """Eight warm-ups of a program that writes 30 MiB would take 240 of the job's 256 MiB if their
+    outputs were read; nothing of a warm-up is returned, so both trials must still get their file."""
+    budget = {**FAST_BUDGET, "warmup_runs": 8, "min_trials": 2, "max_trials": 2}
+    result = agent.call("profile", {"program": big_writer(), "budget": budget}, timeout_s=120)
+    assert_every_trial_got_its_file(result["trials"])
+
+
+def test_warm_ups_of_both_sides_do_not_use_up_the_comparisons_output_cap(agent):
+    """A and B share one cap: 4 warm-ups a side would take 240 MiB of it before the first trial."""
+    budget = {**FAST_BUDGET, "warmup_runs": 4, "min_trials": 2, "max_trials": 2}
+    result = agent.call("compare", {"a": big_writer(), "b": big_writer(), "budget": budget}, timeout_s=120)
+    assert_every_trial_got_its_file(result["a"]["trials"])
+    assert_every_trial_got_its_file(result["b"]["trials"])

@@ -138,7 +138,8 @@ class TokenAccount:
         cut_off = sum(t.cut_off_calls for t in rows)
         if cut_off:
             text += (f"; {cut_off} request{'s were' if cut_off != 1 else ' was'} cut off by the cancel: "
-                     f"the provider may still bill {'them' if cut_off != 1 else 'it'}, not counted here")
+                     f"{'their' if cut_off != 1 else 'its'} tokens are not in these totals, and a paid "
+                     f"endpoint may still bill {'them' if cut_off != 1 else 'it'}")
         return text
 
     def markdown(self) -> str:
@@ -146,6 +147,8 @@ class TokenAccount:
         lines = ["| provider | model | calls | input tokens | output tokens | cost (USD, approx.) |",
                  "|---|---|---:|---:|---:|---:|"]
         for t in self.by_model():
+            if not t.calls:
+                continue  # only cut-off requests: the summary line below counts them
             cost = f"{t.cost_usd:.4f}" if t.cost_usd is not None else "n/a"
             lines.append(f"| {t.provider} | {t.model} | {t.calls} | {t.input_tokens:,} | "
                          f"{t.output_tokens:,} | {cost} |")
