@@ -428,19 +428,17 @@ class Agent:
                            "missing): update wattson on the GPU host", {"kind": "unsupported"}) from e
         return make_sandbox(job_dir.run_dir)
 
-    def _run_once(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None,
-                  job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int]) -> _ProgramRuns:
-        """One measured run, with what it left in the run folder (run_files.py) in its record."""
+    def _program_runs(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None,
+                      job: Job, sandbox: Any, output_budget: OutputBudget, cpus: list[int]) -> _ProgramRuns:
+        """The program's measured runs for the protocol: each with what it left in the run folder."""
         return _ProgramRuns(spec, job_dir, device, job_env(spec, arch, device), job, sandbox,
                             RunFilesRecorder(job_dir.run_dir, spec.output_files, output_budget), cpus)
 
     def profile(self, params: dict[str, Any], job: Job | None) -> dict[str, Any]:
         assert job is not None
         spec = ProgramSpec.from_dict(params.get("program"))
-        budget, warnings = _budget(params)
         protocol = _protocol(params)
-        if protocol == "lassi-ee" and budget.pin_cpus:
-            warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
+        budget, warnings = _budget(params, protocol)
         device = self.device(params)
         arch = gpu_arch(device)
         report = Reporter(self, job.job_id)
@@ -450,6 +448,7 @@ class Agent:
             with self.gpu(device, job, report, params), _engine_errors(job, {"the program": spec.name}):
                 report("measure", f"measuring {spec.name} on GPU {device.info.index} ({protocol} protocol)",
                        0.0)
+                host_cpus = None  # lassi-ee never pins
                 if protocol == "lassi-ee":
                     from .lassi_ee import profile_lassi_ee
 
@@ -460,10 +459,11 @@ class Agent:
                     from .protocol import profile
 
                     cpus, host_cpus = _host_pinning(budget, device)
-                    run_once = self._run_once(spec, job_dir, device, arch, job, sandbox, OutputBudget(), cpus)
+                    run_once = self._program_runs(spec, job_dir, device, arch, job, sandbox, OutputBudget(),
+                                                  cpus)
                     result = profile(run_once, device, budget, progress=report.engine(), cancel=job.cancel)
                 out = result.to_dict()
-                if protocol != "lassi-ee" and host_cpus is not None:
+                if host_cpus is not None:
                     out["host_cpus"] = host_cpus
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
@@ -529,10 +529,8 @@ class Agent:
         assert job is not None
         spec_a = ProgramSpec.from_dict(params.get("a"))
         spec_b = ProgramSpec.from_dict(params.get("b"))
-        budget, warnings = _budget(params)
         protocol = _protocol(params)
-        if protocol == "lassi-ee" and budget.pin_cpus:
-            warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
+        budget, warnings = _budget(params, protocol)
         device = self.device(params)
         arch = gpu_arch(device)
         report = Reporter(self, job.job_id)
@@ -545,6 +543,7 @@ class Agent:
             with self.gpu(device, job, report, params), _engine_errors(job, names):
                 report("measure", f"comparing A ({spec_a.name}) with B ({spec_b.name}) on GPU "
                        f"{device.info.index} ({protocol} protocol)", 0.0)
+                host_cpus = None  # lassi-ee never pins
                 if protocol == "lassi-ee":
                     from .lassi_ee import compare_lassi_ee
 
@@ -560,11 +559,11 @@ class Agent:
                     output_budget = OutputBudget()  # one cap for the job: A's runs and B's together
                     cpus, host_cpus = _host_pinning(budget, device)  # the same cores for A and B
                     result = compare(
-                        self._run_once(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus),
-                        self._run_once(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus),
+                        self._program_runs(spec_a, dir_a, device, arch, job, sandbox_a, output_budget, cpus),
+                        self._program_runs(spec_b, dir_b, device, arch, job, sandbox_b, output_budget, cpus),
                         device, budget, progress=report.engine(), cancel=job.cancel)
         out = result.to_dict()
-        if protocol != "lassi-ee" and host_cpus is not None:
+        if host_cpus is not None:
             out["host_cpus"] = host_cpus
         return _with_warnings(out, warnings, sandbox_a, sandbox_b)
 
@@ -629,8 +628,9 @@ def _cancelled(job: Job, partial: Any = None) -> RpcError:
     return RpcError(CANCELLED, f"job {job.job_id} was cancelled; no process of it is left running", data)
 
 
-def _budget(params: dict[str, Any]) -> tuple[Any, list[str]]:
-    """The Budget, and a warning for fields this agent does not know (from a newer client: ignored)."""
+def _budget(params: dict[str, Any], protocol: str) -> tuple[Any, list[str]]:
+    """The Budget, and warnings: fields this agent does not know (from a newer client: ignored), and
+    pinning asked of the lassi-ee protocol (it runs as the paper did, unpinned)."""
     from .protocol import Budget
 
     raw = params.get("budget") or {}
@@ -640,9 +640,12 @@ def _budget(params: dict[str, Any]) -> tuple[Any, list[str]]:
     warnings = [f"the agent ignored the budget field(s) {', '.join(unknown)}: unknown to wattson "
                 "on the GPU host (a typo, or an older wattson there)"] if unknown else []
     try:
-        return Budget.from_dict(raw), warnings
+        budget = Budget.from_dict(raw)
     except (TypeError, ValueError) as e:
         raise invalid_params(f"bad budget: {e}") from e
+    if protocol == "lassi-ee" and budget.pin_cpus:
+        warnings.append("pin_cpus was not applied: the lassi-ee protocol runs as the paper did, unpinned")
+    return budget, warnings
 
 
 def _host_pinning(budget: Any, device: GpuDevice) -> tuple[list[int], dict[str, Any] | None]:

@@ -435,13 +435,11 @@ def measured_run(command: str, *, cwd: Path, device: GpuDevice | None, timeout_s
         with thread_bound_to(cpus):  # the child inherits this thread's CPUs
             proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out_w,
                                     stderr=err_w, start_new_session=True, preexec_fn=preexec)
-    except PinningError as e:
+    except (OSError, subprocess.SubprocessError, PinningError) as e:  # SubprocessError: the sandbox's preexec
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
-        raise RunError(str(e)) from e
-    except (OSError, subprocess.SubprocessError) as e:  # SubprocessError: the sandbox's preexec failed
-        for fd in (out_r, out_w, err_r, err_w):
-            os.close(fd)
+        if isinstance(e, PinningError):
+            raise RunError(str(e)) from e  # it already says what to do
         reason = getattr(e, "strerror", None) or e
         raise RunError(f"cannot start `{command}` in {cwd}: {reason}; check the command, the sandbox "
                        "and that the directory is readable") from e
