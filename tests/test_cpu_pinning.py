@@ -92,3 +92,17 @@ def test_pin_cpus_from_wattson_toml_and_its_errors(tmp_path, cli_env, fake_gpu):
     toml.write_text(toml.read_text().replace("pin_cpus = 1", "pin_cpus = -1"))
     proc = run_wattson(["profile", str(folder / "app.cu")], cli_env)
     assert proc.returncode == 2 and "pin_cpus" in proc.stderr and str(Path(toml)) in proc.stderr, proc.stderr
+
+
+def test_lassi_ee_says_it_did_not_pin_and_stays_free(tmp_path, cli_env, fake_gpu):
+    _, load = fake_gpu
+    seen = tmp_path / "seen"
+    cmd = (f"{sys.executable} -c \"{AFFINITY}\" {seen} && "
+           f"{sys.executable} {FAKE_PROGRAM} --load-file {load} --seconds 0.2")
+    proc = run_wattson(["compare", cmd, cmd, "--json", "--protocol", "lassi-ee", "--pin-cpus", "1"], cli_env,
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert "host_cpus" not in result
+    assert any("pin_cpus was not applied: the lassi-ee protocol" in w for w in result["warnings"])
+    assert set(seen.read_text().splitlines()) == {" ".join(str(c) for c in sorted(os.sched_getaffinity(0)))}
