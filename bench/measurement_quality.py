@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -181,8 +180,8 @@ def phase_known(agent, names, hec, budget, out, repeat, levels=(5, 10), base_ite
                            and planted_low <= s.get("ci_high", 0), **s})
 
 
-def phase_lassi(agent, names, hec, budget, out, repeat):
-    a_j, b_j, _, _ = calibrate_burner(agent, budget)
+def phase_lassi(agent, names, hec, budget, out, repeat, calibration=None):
+    a_j, b_j, _, _ = calibration or calibrate_burner(agent, budget, out)
     for name in names:
         t = target_for(name, hec)
         base = profile_target(agent, t, budget=budget)
@@ -205,6 +204,7 @@ def phase_overhead(names, hec, out, repeat):
     from wattson.profilers.device import open_devices
     from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build
     from wattson.profilers.run import measured_run
+    from wattson.profilers.stats import ratio_of_medians
 
     device = open_devices()[0]
     for name in names:
@@ -218,14 +218,20 @@ def phase_overhead(names, hec, out, repeat):
         env = {**os.environ, **job_env(spec, arch, device)}
         cwd = job.run_dir
         plain, sampled = [], []
-        for _ in range(repeat):
-            t0 = time.monotonic()
-            subprocess.run(spec.run, shell=True, cwd=cwd, env=env, capture_output=True)
-            plain.append(time.monotonic() - t0)
-            m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
-            sampled.append(m.duration_s)
+        for i in range(repeat):
+            # Alternate which goes first, so a drift over the pairs does not land on one side.
+            for first_plain in ((True, False) if i % 2 == 0 else (False, True)):
+                if first_plain:
+                    t0 = time.monotonic()
+                    subprocess.run(spec.run, shell=True, cwd=cwd, env=env, capture_output=True)
+                    plain.append(time.monotonic() - t0)
+                else:
+                    m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
+                    sampled.append(m.duration_s)
+        ratio = ratio_of_medians(plain, sampled)
         emit(out, {"phase": "overhead", "program": name, "plain_s": plain, "sampled_s": sampled,
-                   "overhead_pct": 100 * (statistics.median(sampled) / statistics.median(plain) - 1)})
+                   "overhead_pct": 100 * (ratio.median - 1), "ci_low_pct": 100 * (ratio.ci_low - 1),
+                   "ci_high_pct": 100 * (ratio.ci_high - 1)})
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -299,7 +305,7 @@ def main() -> int:
     p.add_argument("--levels", default="5,10", help="known: planted percentages")
     p.add_argument("--pin-cpus", type=int, default=0, help="bind each run to N host CPUs near the GPU (0: off)")
     p.add_argument("--burner-calibration", default=None, metavar="FIXED_J,J_PER_ITERATION[,LOW,HIGH]",
-                   help="known: reuse a calibration printed by an earlier run instead of measuring one "
+                   help="known, lassi: reuse a calibration printed by an earlier run instead of measuring one "
                         "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
     if args.summarize:
@@ -314,16 +320,15 @@ def main() -> int:
     if args.phase == "overhead":
         phase_overhead(names, args.hec, args.out, args.repeat)
         return 0
+    calibration = _calibration_arg(args.burner_calibration) if args.burner_calibration else None
     with AgentClient.start(None) as agent:
         if args.phase == "xx":
             phase_xx(agent, names, args.hec, budget, args.out)
         elif args.phase == "known":
             phase_known(agent, names, args.hec, budget, args.out, args.repeat,
-                        levels=tuple(int(v) for v in args.levels.split(",")),
-                        calibration=_calibration_arg(args.burner_calibration)
-                        if args.burner_calibration else None)
+                        levels=tuple(int(v) for v in args.levels.split(",")), calibration=calibration)
         else:
-            phase_lassi(agent, names, args.hec, budget, args.out, args.repeat)
+            phase_lassi(agent, names, args.hec, budget, args.out, args.repeat, calibration=calibration)
     return 0
 
 
