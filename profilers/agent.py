@@ -467,7 +467,8 @@ class Agent:
                     out["host_cpus"] = host_cpus
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
-                                                   warnings, copies=params.get("kernel_copies") is True)
+                                                   warnings, copies=params.get("kernel_copies") is True,
+                                                   cpus=host_cpus["pinned"] if host_cpus else [])
                 if params.get("initcheck"):
                     out["initcheck"] = self._initcheck(spec, job_dir, device, arch, job, sandbox, report,
                                                        warnings, params["initcheck"])
@@ -495,10 +496,11 @@ class Agent:
         return result.to_dict()
 
     def _kernels(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None, job: Job,
-                 sandbox: Any, report: Reporter, warnings: list[str], copies: bool = False) -> dict[str, Any] | None:
+                 sandbox: Any, report: Reporter, warnings: list[str], copies: bool = False,
+                 cpus: list[int] | None = None) -> dict[str, Any] | None:
         """Per-kernel energy from one extra run under the CUPTI tracer, after the measured trials:
         tracing slows launches, so the energy figures above come from untraced runs. `copies` traces
-        memcpy and memset too.
+        memcpy and memset too; `cpus` pins it where the trials were pinned, so its host phases match theirs.
         Where tracing cannot run, a warning says why and the profile stands without it."""
         from . import kernels
         from .run import measured_run
@@ -511,7 +513,7 @@ class Agent:
                 trace_path = Path(trace_dir) / "kernels.tsv"
                 env = {**job_env(spec, arch, device), **kernels.kernel_trace_env(trace_path, library, copies)}
                 m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
-                                 env=env, sandbox=sandbox, cancel=job.cancel)
+                                 env=env, sandbox=sandbox, cancel=job.cancel, cpus=cpus or [])
                 if m.cancelled:
                     raise _cancelled(job)
                 if m.failed:

@@ -456,3 +456,26 @@ def test_kernel_copies_are_asked_of_the_traced_run_only_on_request(env, load_fil
         pytest.skip(f"the tracer could not be built here: {result['warnings']}")
     assert lines[:-1] == ["plain:-"] * (len(lines) - 1)  # the measured trials run untraced
     assert lines[-1] == ("traced:1" if copies else "traced:-")
+
+
+AFFINITY_PROBE = """
+import os, sys
+with open(sys.argv[1], "a") as f:
+    traced = "traced" if os.environ.get("WATTSON_KERNEL_TRACE") else "plain"
+    f.write(traced + " " + ",".join(map(str, sorted(os.sched_getaffinity(0)))) + "\\n")
+"""
+
+
+def test_the_traced_run_is_pinned_where_the_trials_are(env, load_file, tmp_path):
+    seen = tmp_path / "seen"
+    spec = busy_spec(load_file, seconds=0.05)
+    spec["files"]["probe.py"] = {"text": AFFINITY_PROBE}
+    spec["run"] = f"{sys.executable} probe.py {seen} && {spec['run']}"
+    params = {"program": spec, "budget": {**FAST_BUDGET, "pin_cpus": 1}, "kernels": True}
+    with AgentClient.start(env=env) as agent:
+        result = agent.call("profile", params, timeout_s=180)
+    lines = seen.read_text().splitlines()
+    if not lines[-1].startswith("traced"):
+        pytest.skip(f"the tracer could not be built here: {result['warnings']}")
+    [cpu] = result["host_cpus"]["pinned"]
+    assert lines == [f"plain {cpu}"] * (len(lines) - 1) + [f"traced {cpu}"]
