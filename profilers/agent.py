@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,7 +448,7 @@ class Agent:
             with self.gpu(device, job, report, params), _engine_errors(job, {"the program": spec.name}):
                 report("measure", f"measuring {spec.name} on GPU {device.info.index} ({protocol} protocol)",
                        0.0)
-                host_cpus = None  # lassi-ee never pins
+                cpus, host_cpus = [], None  # lassi-ee never pins
                 if protocol == "lassi-ee":
                     from .lassi_ee import profile_lassi_ee
 
@@ -468,7 +468,7 @@ class Agent:
                 if params.get("kernels"):
                     out["kernels"] = self._kernels(spec, job_dir, device, arch, job, sandbox, report,
                                                    warnings, copies=params.get("kernel_copies") is True,
-                                                   cpus=host_cpus["pinned"] if host_cpus else [])
+                                                   cpus=cpus)
                 if params.get("initcheck"):
                     out["initcheck"] = self._initcheck(spec, job_dir, device, arch, job, sandbox, report,
                                                        warnings, params["initcheck"])
@@ -497,7 +497,7 @@ class Agent:
 
     def _kernels(self, spec: ProgramSpec, job_dir: JobDir, device: GpuDevice, arch: str | None, job: Job,
                  sandbox: Any, report: Reporter, warnings: list[str], copies: bool = False,
-                 cpus: list[int] | None = None) -> dict[str, Any] | None:
+                 cpus: Sequence[int] = ()) -> dict[str, Any] | None:
         """Per-kernel energy from one extra run under the CUPTI tracer, after the measured trials:
         tracing slows launches, so the energy figures above come from untraced runs. `copies` traces
         memcpy and memset too; `cpus` pins it where the trials were pinned, so its host phases match theirs.
@@ -513,7 +513,7 @@ class Agent:
                 trace_path = Path(trace_dir) / "kernels.tsv"
                 env = {**job_env(spec, arch, device), **kernels.kernel_trace_env(trace_path, library, copies)}
                 m = measured_run(spec.run, cwd=job_dir.run_dir, device=device, timeout_s=spec.run_timeout_s,
-                                 env=env, sandbox=sandbox, cancel=job.cancel, cpus=cpus or [])
+                                 env=env, sandbox=sandbox, cancel=job.cancel, cpus=cpus)
                 if m.cancelled:
                     raise _cancelled(job)
                 if m.failed:
