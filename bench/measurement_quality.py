@@ -220,11 +220,9 @@ def phase_overhead(names, hec, out, repeat):
         plain, sampled = [], []
         for i in range(repeat):
             # Alternate which goes first, so a drift over the pairs does not land on one side.
-            for first_plain in ((True, False) if i % 2 == 0 else (False, True)):
-                if first_plain:
-                    t0 = time.monotonic()
-                    subprocess.run(spec.run, shell=True, cwd=cwd, env=env, capture_output=True)
-                    plain.append(time.monotonic() - t0)
+            for kind in ("plain", "sampled") if i % 2 == 0 else ("sampled", "plain"):
+                if kind == "plain":
+                    plain.append(_wall_s(spec.run, cwd, env))
                 else:
                     m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
                     sampled.append(m.duration_s)
@@ -232,6 +230,13 @@ def phase_overhead(names, hec, out, repeat):
         emit(out, {"phase": "overhead", "program": name, "plain_s": plain, "sampled_s": sampled,
                    "overhead_pct": 100 * (ratio.median - 1), "ci_low_pct": 100 * (ratio.ci_low - 1),
                    "ci_high_pct": 100 * (ratio.ci_high - 1)})
+
+
+def _wall_s(command: str, cwd, env) -> float:
+    """Wall time of one run of `command`, with nothing else around it."""
+    t0 = time.monotonic()
+    subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True)
+    return time.monotonic() - t0
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
