@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -203,7 +204,6 @@ def phase_overhead(names, hec, out, repeat):
     """Wall time of the program alone vs under measured_run's sampler (interleaved)."""
     from wattson.profilers.device import open_devices
     from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build
-    from wattson.profilers.run import measured_run
     from wattson.profilers.stats import ratio_of_medians
 
     device = open_devices()[0]
@@ -217,26 +217,54 @@ def phase_overhead(names, hec, out, repeat):
             continue
         env = {**os.environ, **job_env(spec, arch, device)}
         cwd = job.run_dir
-        plain, sampled = [], []
-        for i in range(repeat):
-            # Alternate which goes first, so a drift over the pairs does not land on one side.
-            for kind in ("plain", "sampled") if i % 2 == 0 else ("sampled", "plain"):
-                if kind == "plain":
-                    plain.append(_wall_s(spec.run, cwd, env))
-                else:
-                    m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
-                    sampled.append(m.duration_s)
+        plain, sampled, failure = _timed_pairs(spec, cwd, env, device, repeat)
+        if failure:
+            # A run that failed says nothing about the sampler's cost: no figure rather than a wrong one.
+            emit(out, {"phase": "overhead", "program": name, "error": failure})
+            continue
         ratio = ratio_of_medians(plain, sampled)
         emit(out, {"phase": "overhead", "program": name, "plain_s": plain, "sampled_s": sampled,
                    "overhead_pct": 100 * (ratio.median - 1), "ci_low_pct": 100 * (ratio.ci_low - 1),
                    "ci_high_pct": 100 * (ratio.ci_high - 1)})
 
 
-def _wall_s(command: str, cwd, env) -> float:
-    """Wall time of one run of `command`, with nothing else around it."""
+def _timed_pairs(spec, cwd, env, device, repeat) -> tuple[list[float], list[float], str]:
+    """`repeat` pairs of (plain wall time, sampled wall time); stops at the first failed run and says why."""
+    from wattson.profilers.run import measured_run
+
+    plain: list[float] = []
+    sampled: list[float] = []
+    for i in range(repeat):
+        # Alternate which goes first, so a drift over the pairs does not land on one side.
+        for kind in ("plain", "sampled") if i % 2 == 0 else ("sampled", "plain"):
+            if kind == "plain":
+                wall_s, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s)
+                plain.append(wall_s)
+            else:
+                m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
+                sampled.append(m.duration_s)
+                failure = f"the sampled run {m.failure_text()}: {(m.stdout + m.stderr)[-2000:]}" if m.failed else ""
+            if failure:
+                return plain, sampled, failure
+    return plain, sampled, ""
+
+
+def _wall_s(command: str, cwd, env, timeout_s: float) -> tuple[float, str]:
+    """Wall time of one run of `command`, with nothing else around it, and why it failed ("" if it did not)."""
     t0 = time.monotonic()
-    subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True)
-    return time.monotonic() - t0
+    # Its own process group, so a timeout ends the program and not only the shell that started it.
+    proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return time.monotonic() - t0, f"the plain run timed out after {timeout_s:.0f} s"
+    wall_s = time.monotonic() - t0
+    if proc.returncode != 0:
+        return wall_s, f"the plain run exited with {proc.returncode}: {output[-2000:]}"
+    return wall_s, ""
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:

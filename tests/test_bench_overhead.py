@@ -1,0 +1,68 @@
+"""bench/measurement_quality.py --phase overhead without a GPU: a failed run gives an error, not a figure."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "measurement_quality.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("measurement_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_a_program_that_cannot_run_gets_an_error_record_and_no_overhead_figure(tmp_path, cli_env):
+    out = tmp_path / "overhead.jsonl"
+    env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}  # no GPU for the program, even on a host that has one
+    done = subprocess.run([sys.executable, str(SCRIPT), "--phase", "overhead", "--programs", "histogram",
+                           "--repeat", "3", "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["program"] == "histogram"
+    assert "overhead_pct" not in record
+    assert record["error"].startswith(("the plain run exited with", "the sampled run exited with"))
+    assert "FAIL" in record["error"]  # the program's own words are kept
+
+
+def test_a_plain_run_past_its_timeout_is_ended_with_its_children(tmp_path):
+    mq = _load()
+    pid_file = tmp_path / "child.pid"
+    t0 = time.monotonic()
+    wall_s, failure = mq._wall_s(f"sleep 30 & echo $! > {pid_file}; wait", tmp_path, dict(os.environ), 0.5)
+    assert time.monotonic() - t0 < 10
+    assert failure.startswith("the plain run timed out")
+    assert 0.5 <= wall_s < 10
+    assert not _running(int(pid_file.read_text()))
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs; a killed process that nobody has reaped yet (a zombie) is not running."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_plain_run_that_succeeds_has_no_failure(tmp_path):
+    wall_s, failure = _load()._wall_s("true", tmp_path, dict(os.environ), 10)
+    assert failure == "" and 0 <= wall_s < 10
