@@ -17,7 +17,7 @@ Phases:
             more energy by the burner's calibrated per-iteration cost (the burner's fixed start-up cost
             is on both sides). The planted ratio must lie inside the CI, verdict "more".
   lassi     the same X and X+10 % with --protocol lassi-ee, one figure per run: spread, bias, wall time.
-  overhead  the program's wall time with and without the power sampler thread.
+  overhead  the program's wall time with and without the power sampler thread (a failed run: an error record, no figure).
 
     python bench/measurement_quality.py --summarize bench/results/*/known-both-sides-*.jsonl
 
