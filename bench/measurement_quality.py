@@ -17,7 +17,8 @@ Phases:
             more energy by the burner's calibrated per-iteration cost (the burner's fixed start-up cost
             is on both sides). The planted ratio must lie inside the CI, verdict "more".
   lassi     the same X and X+10 % with --protocol lassi-ee, one figure per run: spread, bias, wall time.
-  overhead  the program's wall time with and without the power sampler thread (a failed run: an error record, no figure).
+  overhead  the program's wall time with and without the power sampler thread, after one uncounted
+            warm-up run (a failed run: an error record, no figure).
 
     python bench/measurement_quality.py --summarize bench/results/*/known-both-sides-*.jsonl
 
@@ -200,8 +201,8 @@ def phase_lassi(agent, names, hec, budget, out, repeat, calibration=None):
                            "elapsed_s": time.monotonic() - t0, **summary(r)})
 
 
-def phase_overhead(names, hec, out, repeat):
-    """Wall time of the program alone vs under measured_run's sampler (interleaved)."""
+def phase_overhead(names, hec, out, repeat, sample_period_s=0.02):
+    """Wall time of the program alone vs under measured_run's sampler (interleaved, after one warm-up run)."""
     from wattson.profilers.device import open_devices
     from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build
     from wattson.profilers.stats import ratio_of_medians
@@ -217,23 +218,29 @@ def phase_overhead(names, hec, out, repeat):
             continue
         env = {**os.environ, **job_env(spec, arch, device)}
         cwd = job.run_dir
-        plain, sampled, failure = _timed_pairs(spec, cwd, env, device, repeat)
+        plain, sampled, failure = _timed_pairs(spec, cwd, env, device, repeat, sample_period_s)
         if failure:
             # A run that failed says nothing about the sampler's cost: no figure rather than a wrong one.
             emit(out, {"phase": "overhead", "program": name, "error": failure})
             continue
         ratio = ratio_of_medians(plain, sampled)
-        emit(out, {"phase": "overhead", "program": name, "plain_s": plain, "sampled_s": sampled,
+        emit(out, {"phase": "overhead", "program": name, "sample_period_s": sample_period_s,
+                   "plain_s": plain, "sampled_s": sampled,
                    "overhead_pct": 100 * (ratio.median - 1), "ci_low_pct": 100 * (ratio.ci_low - 1),
                    "ci_high_pct": 100 * (ratio.ci_high - 1)})
 
 
-def _timed_pairs(spec, cwd, env, device, repeat) -> tuple[list[float], list[float], str]:
+def _timed_pairs(spec, cwd, env, device, repeat, sample_period_s=0.02) -> tuple[list[float], list[float], str]:
     """`repeat` pairs of (plain wall time, sampled wall time); stops at the first failed run and says why."""
     from wattson.profilers.run import measured_run
 
     plain: list[float] = []
     sampled: list[float] = []
+    # One run first, not counted: the first run of a fresh build is slower (file cache, driver state),
+    # and it would otherwise land on the plain side of the first pair.
+    _, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s, label="the warm-up run")
+    if failure:
+        return plain, sampled, failure
     for i in range(repeat):
         # Alternate which goes first, so a drift over the pairs does not land on one side.
         for kind in ("plain", "sampled") if i % 2 == 0 else ("sampled", "plain"):
@@ -241,7 +248,8 @@ def _timed_pairs(spec, cwd, env, device, repeat) -> tuple[list[float], list[floa
                 wall_s, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s)
                 plain.append(wall_s)
             else:
-                m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env)
+                m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env,
+                                 sample_period_s=sample_period_s)
                 sampled.append(m.duration_s)
                 failure = f"the sampled run {m.failure_text()}: {(m.stdout + m.stderr)[-2000:]}" if m.failed else ""
             if failure:
@@ -249,7 +257,7 @@ def _timed_pairs(spec, cwd, env, device, repeat) -> tuple[list[float], list[floa
     return plain, sampled, ""
 
 
-def _wall_s(command: str, cwd, env, timeout_s: float) -> tuple[float, str]:
+def _wall_s(command: str, cwd, env, timeout_s: float, label: str = "the plain run") -> tuple[float, str]:
     """Wall time of one run of `command`, with nothing else around it, and why it failed ("" if it did not)."""
     t0 = time.monotonic()
     # Its own process group, so a timeout ends the program and not only the shell that started it.
@@ -260,10 +268,10 @@ def _wall_s(command: str, cwd, env, timeout_s: float) -> tuple[float, str]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return time.monotonic() - t0, f"the plain run timed out after {timeout_s:.0f} s"
+        return time.monotonic() - t0, f"{label} timed out after {timeout_s:.0f} s"
     wall_s = time.monotonic() - t0
     if proc.returncode != 0:
-        return wall_s, f"the plain run exited with {proc.returncode}: {output[-2000:]}"
+        return wall_s, f"{label} exited with {proc.returncode}: {output[-2000:]}"
     return wall_s, ""
 
 
@@ -336,6 +344,8 @@ def main() -> int:
     p.add_argument("--max-wall-s", type=float, default=90)
     p.add_argument("--max-trials", type=int, default=30)
     p.add_argument("--levels", default="5,10", help="known: planted percentages")
+    p.add_argument("--sample-period-s", type=float, default=0.02,
+                   help="overhead: the instant-power sampler's period (measured_run's default: 0.02)")
     p.add_argument("--pin-cpus", type=int, default=0, help="bind each run to N host CPUs near the GPU (0: off)")
     p.add_argument("--burner-calibration", default=None, metavar="FIXED_J,J_PER_ITERATION[,LOW,HIGH]",
                    help="known, lassi: reuse a calibration printed by an earlier run instead of measuring one "
@@ -351,7 +361,7 @@ def main() -> int:
     budget = {"min_trials": 5, "max_trials": args.max_trials, "max_wall_s": args.max_wall_s,
               "target_ci_half_width": 0.02, "pin_cpus": args.pin_cpus}
     if args.phase == "overhead":
-        phase_overhead(names, args.hec, args.out, args.repeat)
+        phase_overhead(names, args.hec, args.out, args.repeat, args.sample_period_s)
         return 0
     calibration = _calibration_arg(args.burner_calibration) if args.burner_calibration else None
     with AgentClient.start(None) as agent:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_a_program_that_cannot_run_gets_an_error_record_and_no_overhead_figure(t
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["program"] == "histogram"
     assert "overhead_pct" not in record
-    assert record["error"].startswith(("the plain run exited with", "the sampled run exited with"))
+    assert record["error"].startswith("the warm-up run exited with")
     assert "FAIL" in record["error"]  # the program's own words are kept
 
 
@@ -66,3 +67,29 @@ def _running(pid: int) -> bool:
 def test_a_plain_run_that_succeeds_has_no_failure(tmp_path):
     wall_s, failure = _load()._wall_s("true", tmp_path, dict(os.environ), 10)
     assert failure == "" and 0 <= wall_s < 10
+
+
+def test_the_warm_up_run_is_run_and_not_counted(tmp_path):
+    log = tmp_path / "runs.log"
+    spec = SimpleNamespace(run=f"echo run >> {log}", run_timeout_s=10)
+    plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
+    assert failure == ""
+    assert len(plain) == 3 and len(sampled) == 3
+    assert log.read_text().count("run") == 7
+
+
+# Runs in order: warm-up; pair 1 plain, sampled; pair 2 sampled, plain; pair 3 plain, sampled.
+@pytest.mark.parametrize(("failing_run", "who", "plain_runs", "sampled_runs"), [
+    (1, "the warm-up run exited with 3", 0, 0),
+    (2, "the plain run exited with 3", 1, 0),
+    (3, "the sampled run exited with code 3", 1, 1),
+    (4, "the sampled run exited with code 3", 1, 2),
+    (5, "the plain run exited with 3", 2, 2),
+])
+def test_pairs_alternate_and_stop_at_the_first_failed_run(tmp_path, failing_run, who, plain_runs, sampled_runs):
+    count = tmp_path / "count"
+    spec = SimpleNamespace(run=f"n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}; "
+                               f"if [ $n -eq {failing_run} ]; then echo broken; exit 3; fi", run_timeout_s=10)
+    plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
+    assert failure.startswith(who) and "broken" in failure
+    assert (len(plain), len(sampled)) == (plain_runs, sampled_runs)
