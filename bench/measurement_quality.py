@@ -271,7 +271,7 @@ def _wall_s(command: str, cwd, env, timeout_s: float, label: str = "the plain ru
         return time.monotonic() - t0, f"{label} timed out after {timeout_s:.0f} s"
     wall_s = time.monotonic() - t0
     if proc.returncode != 0:
-        return wall_s, f"{label} exited with {proc.returncode}: {output[-2000:]}"
+        return wall_s, f"{label} exited with code {proc.returncode}: {output[-2000:]}"
     return wall_s, ""
 
 

@@ -1,4 +1,5 @@
-"""bench/measurement_quality.py --phase overhead without a GPU: a failed run gives an error, not a figure."""
+"""bench/measurement_quality.py --phase overhead without a GPU: the warm-up run, the order of the pairs, and
+failed or timed-out runs giving an error record instead of a figure."""
 
 from __future__ import annotations
 
@@ -80,11 +81,11 @@ def test_the_warm_up_run_is_run_and_not_counted(tmp_path):
 
 # Runs in order: warm-up; pair 1 plain, sampled; pair 2 sampled, plain; pair 3 plain, sampled.
 @pytest.mark.parametrize(("failing_run", "who", "plain_runs", "sampled_runs"), [
-    (1, "the warm-up run exited with 3", 0, 0),
-    (2, "the plain run exited with 3", 1, 0),
+    (1, "the warm-up run exited with code 3", 0, 0),
+    (2, "the plain run exited with code 3", 1, 0),
     (3, "the sampled run exited with code 3", 1, 1),
     (4, "the sampled run exited with code 3", 1, 2),
-    (5, "the plain run exited with 3", 2, 2),
+    (5, "the plain run exited with code 3", 2, 2),
 ])
 def test_pairs_alternate_and_stop_at_the_first_failed_run(tmp_path, failing_run, who, plain_runs, sampled_runs):
     count = tmp_path / "count"
