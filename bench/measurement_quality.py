@@ -201,13 +201,15 @@ def phase_lassi(agent, names, hec, budget, out, repeat, calibration=None):
                            "elapsed_s": time.monotonic() - t0, **summary(r)})
 
 
-def phase_overhead(names, hec, out, repeat, sample_period_s=0.02):
+def phase_overhead(names, hec, out, repeat, sample_period_s=0.02, pin_cpus=0):
     """Wall time of the program alone vs under measured_run's sampler (interleaved, after one warm-up run)."""
+    from wattson.profilers.cpu_pinning import choose_cpus
     from wattson.profilers.device import open_devices
     from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build
     from wattson.profilers.stats import ratio_of_medians
 
     device = open_devices()[0]
+    cpus = choose_cpus(pin_cpus, device.near_cpus())  # [] when not pinned
     for name in names:
         spec = ProgramSpec.from_dict(target_for(name, hec).program)
         job = JobDir(spec)
@@ -218,38 +220,44 @@ def phase_overhead(names, hec, out, repeat, sample_period_s=0.02):
             continue
         env = {**os.environ, **job_env(spec, arch, device)}
         cwd = job.run_dir
-        plain, sampled, failure = _timed_pairs(spec, cwd, env, device, repeat, sample_period_s)
+        plain, sampled, failure = _timed_pairs(spec, cwd, env, device, repeat, sample_period_s, cpus)
         if failure:
             # A run that failed says nothing about the sampler's cost: no figure rather than a wrong one.
             emit(out, {"phase": "overhead", "program": name, "error": failure})
             continue
         ratio = ratio_of_medians(plain, sampled)
-        emit(out, {"phase": "overhead", "program": name, "sample_period_s": sample_period_s,
+        emit(out, {"phase": "overhead", "program": name, "sample_period_s": sample_period_s, "pinned_cpus": cpus,
                    "plain_s": plain, "sampled_s": sampled,
                    "overhead_pct": 100 * (ratio.median - 1), "ci_low_pct": 100 * (ratio.ci_low - 1),
                    "ci_high_pct": 100 * (ratio.ci_high - 1)})
 
 
-def _timed_pairs(spec, cwd, env, device, repeat, sample_period_s=0.02) -> tuple[list[float], list[float], str]:
-    """`repeat` pairs of (plain wall time, sampled wall time); stops at the first failed run and says why."""
+def _timed_pairs(spec, cwd, env, device, repeat, sample_period_s=0.02,
+                 cpus=()) -> tuple[list[float], list[float], str]:
+    """`repeat` pairs of (plain wall time, sampled wall time); stops at the first failed run and says why.
+
+    `cpus`: both runs of every pair are bound to these host CPUs (() leaves them free)."""
+    from wattson.profilers.cpu_pinning import thread_bound_to
     from wattson.profilers.run import measured_run
 
     plain: list[float] = []
     sampled: list[float] = []
     # One run first, not counted: the first run of a fresh build is slower (file cache, driver state),
     # and it would otherwise land on the plain side of the first pair.
-    _, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s, label="the warm-up run")
+    with thread_bound_to(cpus):
+        _, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s, label="the warm-up run")
     if failure:
         return plain, sampled, failure
     for i in range(repeat):
         # Alternate which goes first, so a drift over the pairs does not land on one side.
         for kind in ("plain", "sampled") if i % 2 == 0 else ("sampled", "plain"):
             if kind == "plain":
-                wall_s, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s)
+                with thread_bound_to(cpus):  # the program inherits this thread's CPUs, as in measured_run
+                    wall_s, failure = _wall_s(spec.run, cwd, env, spec.run_timeout_s)
                 plain.append(wall_s)
             else:
                 m = measured_run(spec.run, cwd=Path(cwd), device=device, timeout_s=spec.run_timeout_s, env=env,
-                                 sample_period_s=sample_period_s)
+                                 sample_period_s=sample_period_s, cpus=cpus)
                 sampled.append(m.duration_s)
                 failure = f"the sampled run {m.failure_text()}: {(m.stdout + m.stderr)[-2000:]}" if m.failed else ""
             if failure:
@@ -361,7 +369,7 @@ def main() -> int:
     budget = {"min_trials": 5, "max_trials": args.max_trials, "max_wall_s": args.max_wall_s,
               "target_ci_half_width": 0.02, "pin_cpus": args.pin_cpus}
     if args.phase == "overhead":
-        phase_overhead(names, args.hec, args.out, args.repeat, args.sample_period_s)
+        phase_overhead(names, args.hec, args.out, args.repeat, args.sample_period_s, args.pin_cpus)
         return 0
     calibration = _calibration_arg(args.burner_calibration) if args.burner_calibration else None
     with AgentClient.start(None) as agent:

@@ -94,3 +94,14 @@ def test_pairs_alternate_and_stop_at_the_first_failed_run(tmp_path, failing_run,
     plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
     assert failure.startswith(who) and "broken" in failure
     assert (len(plain), len(sampled)) == (plain_runs, sampled_runs)
+
+
+def test_pinned_pairs_run_every_run_on_the_chosen_cpu(tmp_path):
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    log = tmp_path / "cpus.log"
+    spec = SimpleNamespace(run=f"grep Cpus_allowed_list /proc/self/status >> {log}", run_timeout_s=10)
+    plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 2, cpus=[cpu])
+    assert failure == "" and len(plain) == len(sampled) == 2
+    assert [line.split()[-1] for line in log.read_text().splitlines()] == [str(cpu)] * 5
+    assert os.sched_getaffinity(0) == before  # the test's own thread is free again
