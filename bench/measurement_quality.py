@@ -27,7 +27,9 @@ whose CI held the planted size, with a Wilson 95 % interval. A correct 95 % CI h
 time, so "5 of 5 in every cell" is not what to expect of it; the pooled share is the figure to read.
 Records of one program share a calibration, and the planted size is itself uncertain (see
 planted_interval_meets_ci), so the pooled share runs a little below 95 % even for a correct CI, and
-the Wilson interval, which takes the records as independent, is somewhat too narrow.
+the Wilson interval, which takes the records as independent, is somewhat too narrow. Given overhead
+records (bench/results/*/overhead*.jsonl), it also prints one row per record: the overhead with its
+interval recomputed from the raw run times, and whether that interval shows <= 1 %.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -307,7 +310,7 @@ def summarize_known(paths: list[Path]) -> str:
                 continue
             cells.setdefault((record["program"], record["target_pct"]), []).append(record)
     if not cells:
-        return "no known-answer records of the burner-on-both-sides design in these files"
+        return ""
     lines = ["| program | target | comparisons | verdict \"more\" | planted inside CI | planted interval meets CI |",
              "|---|---|---:|---:|---:|---:|"]
     for (program, pct), records in sorted(cells.items()):
@@ -331,6 +334,46 @@ def summarize_known(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def summarize_overhead(paths: list[Path]) -> str:
+    """Per overhead record: medians, the overhead with its interval recomputed from the raw run times (so
+    records of the phase's first form, which stored no interval, read the same), and whether <= 1 % is shown."""
+    from wattson.profilers.stats import ratio_of_medians
+
+    rows, failed = [], []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("phase") != "overhead":
+                continue
+            if "error" in record:
+                failed.append(f"{record['program']}: {record['error'].splitlines()[0] if record['error'] else ''}")
+                continue
+            plain, sampled = record["plain_s"], record["sampled_s"]
+            ratio = ratio_of_medians(plain, sampled)
+            low_pct, high_pct = 100 * (ratio.ci_low - 1), 100 * (ratio.ci_high - 1)
+            if high_pct <= 1:
+                verdict = "yes"
+            elif low_pct > 1:
+                verdict = "no: above 1 %"
+            else:
+                verdict = "not shown: interval too wide"
+            if min(len(plain), len(sampled)) < 5:
+                verdict += " (fewer than 5 pairs: the interval runs narrow)"
+            period = record.get("sample_period_s", 0.02)  # the phase's first form always sampled at 20 ms
+            pinned = ", ".join(map(str, record.get("pinned_cpus") or [])) or "no"
+            pairs = min(len(plain), len(sampled))
+            rows.append(f"| {record['program']} | {1000 * period:.0f} ms | {pinned} | {pairs} | "
+                        f"{median(plain):.3f} | {median(sampled):.3f} | {100 * (ratio.median - 1):+.1f} % | "
+                        f"[{low_pct:+.1f}, {high_pct:+.1f}] | {verdict} |")
+    if not rows and not failed:
+        return ""
+    lines = ["| program | sampler period | pinned to | pairs | alone (median s) | sampled (median s) | overhead "
+             "| 95 % CI (%) | <= 1 % shown? |", "|---|---|---|---:|---:|---:|---:|---|---|", *rows]
+    if failed:
+        lines += ["", "failed, no figure: " + "; ".join(failed)]
+    return "\n".join(lines)
+
+
 def _calibration_arg(text: str) -> tuple[float, float, float, float]:
     values = [float(v) for v in text.split(",")]
     if len(values) == 2:
@@ -344,7 +387,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phase", choices=["xx", "known", "lassi", "overhead"])
     p.add_argument("--summarize", type=Path, nargs="+", metavar="JSONL",
-                   help="print the known-answer records of these files per program and level, and pooled")
+                   help="print the known-answer records of these files per program and level, and pooled; "
+                        "and their overhead records")
     p.add_argument("--programs", default="all")
     p.add_argument("--hec", type=Path, default=None, help="HeCBench src/ folder (fetched separately)")
     p.add_argument("--repeat", type=int, default=5)
@@ -360,7 +404,9 @@ def main() -> int:
                         "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
     if args.summarize:
-        print(summarize_known(args.summarize))
+        sections = [s for s in (summarize_known(args.summarize), summarize_overhead(args.summarize)) if s]
+        print("\n\n".join(sections) or "no known-answer records of the burner-on-both-sides design, and no "
+              "overhead records, in these files")
         return 0
     if args.phase is None:
         p.error("give --phase, or --summarize with result files")

@@ -105,3 +105,33 @@ def test_pinned_pairs_run_every_run_on_the_chosen_cpu(tmp_path):
     assert failure == "" and len(plain) == len(sampled) == 2
     assert [line.split()[-1] for line in log.read_text().splitlines()] == [str(cpu)] * 5
     assert os.sched_getaffinity(0) == before  # the test's own thread is free again
+
+
+def test_summary_recomputes_each_interval_and_says_whether_one_percent_is_shown(tmp_path):
+    first_form = {"phase": "overhead", "program": "layout", "plain_s": [1.0, 1.0, 1.0],
+                  "sampled_s": [1.005, 1.005, 1.005], "overhead_pct": 0.5}  # no interval, period or pinning
+    current = [
+        {"phase": "overhead", "program": "nbody", "sample_period_s": 0.02, "pinned_cpus": [15],
+         "plain_s": [2.0] * 5, "sampled_s": [2.01] * 5},
+        {"phase": "overhead", "program": "colorwheel", "sample_period_s": 0.1, "pinned_cpus": [],
+         "plain_s": [1.0] * 5, "sampled_s": [1.05] * 5},
+        {"phase": "overhead", "program": "floydwarshall", "sample_period_s": 0.02, "pinned_cpus": [],
+         "plain_s": [1.0, 1.2, 0.8, 1.0, 1.0], "sampled_s": [1.0, 1.2, 0.8, 1.0, 1.0]},
+        {"phase": "overhead", "program": "histogram", "error": "the warm-up run exited with code 1: FAIL\nmore"},
+        {"phase": "known", "program": "nbody"},  # another phase's record: not in this table
+    ]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps(first_form) + "\n")
+    b.write_text("\n".join(json.dumps(r) for r in current) + "\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(a), str(b)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| ") and not line.startswith("| program")}
+    assert rows["layout"] == ["layout", "20 ms", "no", "3", "1.000", "1.005", "+0.5 %", "[+0.5, +0.5]",
+                              "yes (fewer than 5 pairs: the interval runs narrow)"]
+    assert rows["nbody"][1:4] == ["20 ms", "15", "5"] and rows["nbody"][-1] == "yes"
+    assert rows["colorwheel"][1] == "100 ms" and rows["colorwheel"][-3:] == ["+5.0 %", "[+5.0, +5.0]",
+                                                                               "no: above 1 %"]
+    assert rows["floydwarshall"][-1] == "not shown: interval too wide"
+    assert "failed, no figure: histogram: the warm-up run exited with code 1: FAIL" in out
+    assert "known" not in out and "planted" not in out  # no known-answer section without current records
