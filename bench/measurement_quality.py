@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import median
 
@@ -296,19 +297,24 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _records(paths: list[Path], phase: str) -> Iterator[dict]:
+    """The JSON-line records of `phase` in these result files, in order."""
+    for path in paths:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("phase") == phase:
+                yield record
+
+
 def summarize_known(paths: list[Path]) -> str:
     """Per program and level: comparisons, "more" verdicts, planted inside the CI; then all pooled."""
     cells: dict[tuple[str, int], list[dict]] = {}
     earlier_design = 0
-    for path in paths:
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("phase") != "known":
-                continue
-            if "extra_iterations" not in record:  # the burner on B's side only: another planted size
-                earlier_design += 1
-                continue
-            cells.setdefault((record["program"], record["target_pct"]), []).append(record)
+    for record in _records(paths, "known"):
+        if "extra_iterations" not in record:  # the burner on B's side only: another planted size
+            earlier_design += 1
+            continue
+        cells.setdefault((record["program"], record["target_pct"]), []).append(record)
     if not cells:
         return ""
     lines = ["| program | target | comparisons | verdict \"more\" | planted inside CI | planted interval meets CI |",
@@ -340,31 +346,27 @@ def summarize_overhead(paths: list[Path]) -> str:
     from wattson.profilers.stats import ratio_of_medians
 
     rows, failed = [], []
-    for path in paths:
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("phase") != "overhead":
-                continue
-            if "error" in record:
-                failed.append(f"{record['program']}: {record['error'].splitlines()[0] if record['error'] else ''}")
-                continue
-            plain, sampled = record["plain_s"], record["sampled_s"]
-            ratio = ratio_of_medians(plain, sampled)
-            low_pct, high_pct = 100 * (ratio.ci_low - 1), 100 * (ratio.ci_high - 1)
-            if high_pct <= 1:
-                verdict = "yes"
-            elif low_pct > 1:
-                verdict = "no: above 1 %"
-            else:
-                verdict = "not shown: interval too wide"
-            if min(len(plain), len(sampled)) < 5:
-                verdict += " (fewer than 5 pairs: the interval runs narrow)"
-            period = record.get("sample_period_s", 0.02)  # the phase's first form always sampled at 20 ms
-            pinned = ", ".join(map(str, record.get("pinned_cpus") or [])) or "no"
-            pairs = min(len(plain), len(sampled))
-            rows.append(f"| {record['program']} | {1000 * period:.0f} ms | {pinned} | {pairs} | "
-                        f"{median(plain):.3f} | {median(sampled):.3f} | {100 * (ratio.median - 1):+.1f} % | "
-                        f"[{low_pct:+.1f}, {high_pct:+.1f}] | {verdict} |")
+    for record in _records(paths, "overhead"):
+        if "error" in record:
+            failed.append(f"{record['program']}: {record['error'].splitlines()[0] if record['error'] else ''}")
+            continue
+        plain, sampled = record["plain_s"], record["sampled_s"]
+        pairs = min(len(plain), len(sampled))
+        ratio = ratio_of_medians(plain, sampled)
+        low_pct, high_pct = 100 * (ratio.ci_low - 1), 100 * (ratio.ci_high - 1)
+        if high_pct <= 1:
+            verdict = "yes"
+        elif low_pct > 1:
+            verdict = "no: above 1 %"
+        else:
+            verdict = "not shown: interval too wide"
+        if pairs < 5:
+            verdict += " (fewer than 5 pairs: the interval runs narrow)"
+        period = record.get("sample_period_s", 0.02)  # the phase's first form always sampled at 20 ms
+        pinned = ", ".join(map(str, record.get("pinned_cpus") or [])) or "no"
+        rows.append(f"| {record['program']} | {1000 * period:.0f} ms | {pinned} | {pairs} | "
+                    f"{median(plain):.3f} | {median(sampled):.3f} | {100 * (ratio.median - 1):+.1f} % | "
+                    f"[{low_pct:+.1f}, {high_pct:+.1f}] | {verdict} |")
     if not rows and not failed:
         return ""
     lines = ["| program | sampler period | pinned to | pairs | alone (median s) | sampled (median s) | overhead "

@@ -25,6 +25,9 @@ def _load():
     return module
 
 
+mq = _load()
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_a_program_that_cannot_run_gets_an_error_record_and_no_overhead_figure(tmp_path, cli_env):
     out = tmp_path / "overhead.jsonl"
@@ -41,7 +44,6 @@ def test_a_program_that_cannot_run_gets_an_error_record_and_no_overhead_figure(t
 
 
 def test_a_plain_run_past_its_timeout_is_ended_with_its_children(tmp_path):
-    mq = _load()
     pid_file = tmp_path / "child.pid"
     t0 = time.monotonic()
     wall_s, failure = mq._wall_s(f"sleep 30 & echo $! > {pid_file}; wait", tmp_path, dict(os.environ), 0.5)
@@ -66,14 +68,14 @@ def _running(pid: int) -> bool:
 
 
 def test_a_plain_run_that_succeeds_has_no_failure(tmp_path):
-    wall_s, failure = _load()._wall_s("true", tmp_path, dict(os.environ), 10)
+    wall_s, failure = mq._wall_s("true", tmp_path, dict(os.environ), 10)
     assert failure == "" and 0 <= wall_s < 10
 
 
 def test_the_warm_up_run_is_run_and_not_counted(tmp_path):
     log = tmp_path / "runs.log"
     spec = SimpleNamespace(run=f"echo run >> {log}", run_timeout_s=10)
-    plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
+    plain, sampled, failure = mq._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
     assert failure == ""
     assert len(plain) == 3 and len(sampled) == 3
     assert log.read_text().count("run") == 7
@@ -91,7 +93,7 @@ def test_pairs_alternate_and_stop_at_the_first_failed_run(tmp_path, failing_run,
     count = tmp_path / "count"
     spec = SimpleNamespace(run=f"n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}; "
                                f"if [ $n -eq {failing_run} ]; then echo broken; exit 3; fi", run_timeout_s=10)
-    plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
+    plain, sampled, failure = mq._timed_pairs(spec, tmp_path, dict(os.environ), None, 3)
     assert failure.startswith(who) and "broken" in failure
     assert (len(plain), len(sampled)) == (plain_runs, sampled_runs)
 
@@ -101,7 +103,7 @@ def test_pinned_pairs_run_every_run_on_the_chosen_cpu(tmp_path):
     cpu = max(before)
     log = tmp_path / "cpus.log"
     spec = SimpleNamespace(run=f"grep Cpus_allowed_list /proc/self/status >> {log}", run_timeout_s=10)
-    plain, sampled, failure = _load()._timed_pairs(spec, tmp_path, dict(os.environ), None, 2, cpus=[cpu])
+    plain, sampled, failure = mq._timed_pairs(spec, tmp_path, dict(os.environ), None, 2, cpus=[cpu])
     assert failure == "" and len(plain) == len(sampled) == 2
     assert [line.split()[-1] for line in log.read_text().splitlines()] == [str(cpu)] * 5
     assert os.sched_getaffinity(0) == before  # the test's own thread is free again
