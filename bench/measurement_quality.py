@@ -29,7 +29,10 @@ Records of one program share a calibration, and the planted size is itself uncer
 planted_interval_meets_ci), so the pooled share runs a little below 95 % even for a correct CI, and
 the Wilson interval, which takes the records as independent, is somewhat too narrow. Given overhead
 records (bench/results/*/overhead*.jsonl), it also prints one row per record: the overhead with its
-interval recomputed from the raw run times, and whether that interval shows <= 1 %.
+interval recomputed from the raw run times, and whether that interval shows <= 1 %. Given lassi records
+(bench/results/*/lassi*.jsonl), it prints one row per program: the paper's one-run figures (spread, bias
+of the X+10 % ratio, share of the board's energy they read) beside the same runs' counter figures and
+Wattson's own figure.
 """
 
 from __future__ import annotations
@@ -297,12 +300,12 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _records(paths: list[Path], phase: str) -> Iterator[dict]:
-    """The JSON-line records of `phase` in these result files, in order."""
+def _records(paths: list[Path], *phases: str) -> Iterator[dict]:
+    """The JSON-line records of these phases in these result files, in order."""
     for path in paths:
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if record.get("phase") == phase:
+            if record.get("phase") in phases:
                 yield record
 
 
@@ -376,6 +379,54 @@ def summarize_overhead(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def summarize_lassi(paths: list[Path]) -> str:
+    """Per program: the paper's one-run figures beside the same runs' counter and Wattson's own figure.
+
+    Spread is the coefficient of variation of X's figures; bias is the median over repeats of
+    (X+10 %'s figure / X's figure of the same repeat) minus the planted ratio, in points."""
+    programs: dict[str, dict] = {}
+    for record in _records(paths, "lassi-reference", "lassi"):
+        p = programs.setdefault(record["program"], {"references": [], "runs": {}})
+        if record["phase"] == "lassi-reference":  # each run of the phase starts with one; repeats restart at 0
+            p["references"].append(record)
+            continue
+        p["runs"].setdefault((len(p["references"]), record["repeat"]), {})[record["variant"]] = record
+    rows = []
+    for program, p in sorted(programs.items()):
+        pairs = [r for r in p["runs"].values() if "x" in r and "x+10%" in r]
+        if not pairs:
+            continue
+        planted = pairs[0]["x+10%"]["planted_ratio"]
+        paper_x = [r["x"]["energy"]["median"] for r in pairs]
+        counter_x = [r["x"]["energies_j"][0] for r in pairs]
+        paper_bias = 100 * (median(r["x+10%"]["energy"]["median"] / r["x"]["energy"]["median"] for r in pairs)
+                            - planted)
+        counter_bias = 100 * (median(r["x+10%"]["energies_j"][0] / r["x"]["energies_j"][0] for r in pairs)
+                              - planted)
+        walls = [r[v]["elapsed_s"] for r in pairs for v in ("x", "x+10%")]
+        ours = "; ".join(f"{r['energy']['median']:.0f} J [{r['energy']['ci_low']:.0f}, {r['energy']['ci_high']:.0f}],"
+                         f" {r['trials']} trials, {r['wall_s']:.0f} s" for r in p["references"]) or "not recorded"
+        rows.append(f"| {program} | {len(pairs)} | {median(paper_x):.0f} J | {_cv_pct(paper_x):.1f} % | "
+                    f"{100 * median(paper_x) / median(counter_x):.0f} % | {planted:.3f} | {paper_bias:+.1f} | "
+                    f"{median(counter_x):.0f} J | {_cv_pct(counter_x):.1f} % | {counter_bias:+.1f} | "
+                    f"{min(walls):.1f}-{max(walls):.1f} s | {ours} |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "| program | repeats | lassi-ee X (median) | spread (CV) | share of the counter's figure | planted ratio "
+        "| lassi-ee bias (points) | counter X, same runs | spread (CV) | counter bias (points) "
+        "| wall per lassi-ee figure | Wattson protocol, one figure per run of the phase |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|", *rows])
+
+
+def _cv_pct(values: list[float]) -> float:
+    """Coefficient of variation in % (0 for a single value)."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return 100 * (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 / mean
+
+
 def _calibration_arg(text: str) -> tuple[float, float, float, float]:
     values = [float(v) for v in text.split(",")]
     if len(values) == 2:
@@ -406,9 +457,10 @@ def main() -> int:
                         "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
     if args.summarize:
-        sections = [s for s in (summarize_known(args.summarize), summarize_overhead(args.summarize)) if s]
-        print("\n\n".join(sections) or "no known-answer records of the burner-on-both-sides design, and no "
-              "overhead records, in these files")
+        sections = [s for s in (summarize_known(args.summarize), summarize_overhead(args.summarize),
+                                 summarize_lassi(args.summarize)) if s]
+        print("\n\n".join(sections) or "nothing to summarize in these files: no known-answer records of the "
+              "burner-on-both-sides design, no overhead records, no lassi repeat with both X and X+10 %")
         return 0
     if args.phase is None:
         p.error("give --phase, or --summarize with result files")
