@@ -12,18 +12,69 @@ interval should contain it about 95 % of the time; fewer trials per side than 5 
 --adaptive MIN,... simulates the protocol's stopping rule instead of a fixed count: trials are added
 one per side until the interval's half-width reaches --target (after at least MIN trials) or
 --max-trials is reached; stopping when the interval first looks narrow selects narrow intervals.
+
+    python bench/ci_coverage.py --from-runs bench/results/2026-12-07-h100/known-pinned-*.jsonl \
+        --program colorwheel --ratio 1.0,1.1 --adaptive 5 --max-trials 12
+
+draws trials from a program's measured runs instead of a normal distribution: every side of every
+comparison record of that program (known-answer and `compare X X` records that keep their runs) is
+divided by its own median, and the pooled values are resampled, B's times the ratio. It shows how the
+interval and the verdict behave on that program's real spread and shape (clusters, tails), not on an
+idealized one; runs are drawn independently, so drift within a comparison is not in it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
+from statistics import median, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wattson.profilers.stats import ratio_of_medians  # noqa: E402
+from wattson.profilers.stats import ratio_of_medians, verdict_from_ratio  # noqa: E402
+
+
+def pooled_runs(paths: list[Path], program: str) -> list[float]:
+    """Energies of a program's measured runs, each side of each comparison divided by its own median."""
+    pool: list[float] = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("program") != program or not record.get("runs"):
+                continue
+            for side in ("a", "b"):
+                energies = [run["energy_j"] for run in record["runs"].get(side) or [] if run.get("energy_j")]
+                if len(energies) >= 2:
+                    mid = median(energies)
+                    pool += [e / mid for e in energies]
+    return pool
+
+
+def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats: int, target: float,
+                    max_trials: int, rng: random.Random) -> dict[str, float]:
+    """Coverage, verdict shares and mean trials per side when both sides are drawn from `pool`
+    (B's draws times `ratio`), under the protocol's stop-when-narrow rule."""
+    inside, trials = 0, 0
+    kinds = {"less": 0, "same": 0, "more": 0}
+    for k in range(repeats):
+        a: list[float] = []
+        b: list[float] = []
+        while True:
+            a.append(rng.choice(pool))
+            b.append(ratio * rng.choice(pool))
+            if len(a) < 2:
+                continue
+            e = ratio_of_medians(a, b, resamples=400, seed=k)
+            if (len(a) >= min_trials and e.relative_half_width <= target) or len(a) >= max_trials:
+                break
+        inside += e.ci_low <= ratio <= e.ci_high
+        kinds[verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind] += 1
+        trials += len(a)
+    return {"coverage": inside / repeats, "mean_trials": trials / repeats,
+            **{kind: count / repeats for kind, count in kinds.items()}}
 
 
 def coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Random) -> float:
@@ -59,20 +110,44 @@ def adaptive_coverage(min_trials: int, *, ratio: float, cv: float, repeats: int,
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cv", default="0.01", help="coefficient(s) of variation, comma-separated")
-    p.add_argument("--ratio", type=float, default=1.05)
+    p.add_argument("--ratio", default="1.05", help="true ratio(s) B/A, comma-separated")
     p.add_argument("--repeats", type=int, default=400)
     p.add_argument("--trials", default="3,4,5,6,8,12,20", help="trials per side, comma-separated")
     p.add_argument("--adaptive", default=None, metavar="MIN,...",
                    help="simulate the stop-when-narrow rule with these minimum trial counts")
     p.add_argument("--target", type=float, default=0.02, help="--adaptive: the half-width that stops")
     p.add_argument("--max-trials", type=int, default=30, help="--adaptive: the most trials per side")
+    p.add_argument("--from-runs", type=Path, nargs="+", metavar="JSONL",
+                   help="draw trials from a program's measured runs in these result files (with --program)")
+    p.add_argument("--program", default=None, help="--from-runs: whose runs")
     args = p.parse_args()
     cvs = [float(v) for v in args.cv.split(",")]
+    ratios = [float(v) for v in args.ratio.split(",")]
+    if len(ratios) > 1 and not args.from_runs:
+        p.error("several --ratio values are for --from-runs; give one ratio here")
+    if args.from_runs:
+        if not args.program:
+            p.error("--from-runs needs --program")
+        pool = pooled_runs(args.from_runs, args.program)
+        if len(pool) < 10:
+            p.error(f"only {len(pool)} measured runs of {args.program!r} in these files; 10 or more are needed")
+        print(f"{len(pool)} runs of {args.program}, each divided by its comparison side's median: "
+              f"spread (CV) {100 * pstdev(pool) / (sum(pool) / len(pool)):.1f} %, "
+              f"range {min(pool):.3f}-{max(pool):.3f}\n")
+        print("| true ratio | min trials | coverage of the 95 % interval | \"less\" | \"same\" | \"more\" "
+              "| mean trials per side |\n|---:|---:|---:|---:|---:|---:|---:|")
+        for ratio in ratios:
+            for m in (int(v) for v in (args.adaptive or "5").split(",")):
+                r = pooled_verdicts(pool, m, ratio=ratio, repeats=args.repeats, target=args.target,
+                                    max_trials=args.max_trials, rng=random.Random(1))
+                print(f"| {ratio:.3f} | {m} | {100 * r['coverage']:.1f} % | {100 * r['less']:.1f} % | "
+                      f"{100 * r['same']:.1f} % | {100 * r['more']:.1f} % | {r['mean_trials']:.1f} |")
+        return 0
     if args.adaptive:
         print("| CV | min trials | coverage of the 95 % interval | mean trials per side |\n|---:|---:|---:|---:|")
         for cv in cvs:
             for m in (int(v) for v in args.adaptive.split(",")):
-                cov, mean_n = adaptive_coverage(m, ratio=args.ratio, cv=cv, repeats=args.repeats,
+                cov, mean_n = adaptive_coverage(m, ratio=ratios[0], cv=cv, repeats=args.repeats,
                                                 target=args.target, max_trials=args.max_trials,
                                                 rng=random.Random(1))
                 print(f"| {100 * cv:g} % | {m} | {100 * cov:.1f} % | {mean_n:.1f} |")
@@ -81,7 +156,7 @@ def main() -> int:
     print("| CV | trials per side | coverage of the 95 % interval |\n|---:|---:|---:|")
     for cv in cvs:
         for n in (int(v) for v in args.trials.split(",")):
-            cov = coverage(n, ratio=args.ratio, cv=cv, repeats=args.repeats, rng=rng)
+            cov = coverage(n, ratio=ratios[0], cv=cv, repeats=args.repeats, rng=rng)
             print(f"| {100 * cv:g} % | {n} | {100 * cov:.1f} % |")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,52 @@ def test_adaptive_rule_stops_at_the_minimum_when_trials_are_tight():
     rows = run("--adaptive", "5,7", "--cv", "0.002", "--repeats", "10")
     assert [(r[1], r[3]) for r in rows] == [("5", "5.0"), ("7", "7.0")]
     assert all(float(r[2].removesuffix(" %")) >= 80.0 for r in rows)
+
+
+def comparison(program: str, a_j: list[float], b_j: list[float]) -> str:
+    return json.dumps({"phase": "known", "program": program,
+                       "runs": {"a": [{"energy_j": e} for e in a_j], "b": [{"energy_j": e} for e in b_j]}})
+
+
+def test_measured_runs_are_pooled_per_side_around_one_and_drive_the_verdicts(tmp_path: Path):
+    results = tmp_path / "known.jsonl"
+    tight = [1000.0, 1001.0, 999.0, 1000.5, 999.5, 1000.2]
+    results.write_text("\n".join([
+        comparison("nbody", tight, [1.1 * e for e in tight]),  # B at +10 %: divided by its own median
+        comparison("other", [5.0, 9.0, 1.0], [5.0, 9.0, 1.0]),  # another program: not pooled
+    ]) + "\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--from-runs", str(results), "--program", "nbody",
+                          "--ratio", "1.0,1.1", "--repeats", "20"], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    assert out.startswith("12 runs of nbody, each divided by its comparison side's median: spread (CV) 0.1 %, "
+                          "range 0.999-1.001")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()[4:]]
+    # ±0.1 %: every comparison stops at the 5-trial minimum and calls it right.
+    assert rows == [["1.000", "5", "100.0 %", "0.0 %", "100.0 %", "0.0 %", "5.0"],
+                    ["1.100", "5", "100.0 %", "0.0 %", "0.0 %", "100.0 %", "5.0"]]
+
+
+def test_a_wide_spread_runs_to_the_trial_cap_and_misses_small_differences(tmp_path: Path):
+    results = tmp_path / "known.jsonl"
+    two_clusters = [800.0, 810.0, 1190.0, 1200.0, 805.0, 1195.0, 815.0, 1185.0]
+    results.write_text(comparison("colorwheel", two_clusters, two_clusters) + "\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--from-runs", str(results), "--program", "colorwheel",
+                          "--ratio", "1.05", "--max-trials", "8", "--repeats", "30"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    (row,) = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()[4:]]
+    assert float(row[-1]) > 7.0  # seldom narrow enough to stop before the cap
+    assert float(row[5].removesuffix(" %")) < 50.0  # +5 % mostly not detected in 8 trials per side
+
+
+def test_from_runs_says_what_is_missing(tmp_path: Path):
+    results = tmp_path / "known.jsonl"
+    results.write_text(comparison("nbody", [1.0, 2.0], [1.0, 2.0]) + "\n")
+    no_program = subprocess.run([sys.executable, str(SCRIPT), "--from-runs", str(results)], capture_output=True,
+                                text=True, timeout=60)
+    assert no_program.returncode == 2 and "--from-runs needs --program" in no_program.stderr
+    too_few = subprocess.run([sys.executable, str(SCRIPT), "--from-runs", str(results), "--program", "nbody"],
+                             capture_output=True, text=True, timeout=60)
+    assert too_few.returncode == 2 and "only 4 measured runs of 'nbody' in these files" in too_few.stderr
+    several = subprocess.run([sys.executable, str(SCRIPT), "--ratio", "1.0,1.1"], capture_output=True, text=True,
+                             timeout=60)
+    assert several.returncode == 2 and "several --ratio values are for --from-runs" in several.stderr
