@@ -53,6 +53,22 @@ def pooled_runs(paths: list[Path], program: str) -> list[float]:
     return pool
 
 
+def _stop_when_narrow(draw_pair, min_trials: int, *, target: float, max_trials: int, seed: int):
+    """The protocol's stopping rule: add one (A, B) pair of trials at a time until the interval's
+    half-width reaches `target` (after at least `min_trials`) or `max_trials`; (interval, trials per side)."""
+    a: list[float] = []
+    b: list[float] = []
+    while True:
+        value_a, value_b = draw_pair()
+        a.append(value_a)
+        b.append(value_b)
+        if len(a) < 2:
+            continue
+        e = ratio_of_medians(a, b, resamples=400, seed=seed)
+        if (len(a) >= min_trials and e.relative_half_width <= target) or len(a) >= max_trials:
+            return e, len(a)
+
+
 def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats: int, target: float,
                     max_trials: int, rng: random.Random) -> dict[str, float]:
     """Coverage, verdict shares and mean trials per side when both sides are drawn from `pool`
@@ -60,19 +76,11 @@ def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats
     inside, trials = 0, 0
     kinds = {"less": 0, "same": 0, "more": 0}
     for k in range(repeats):
-        a: list[float] = []
-        b: list[float] = []
-        while True:
-            a.append(rng.choice(pool))
-            b.append(ratio * rng.choice(pool))
-            if len(a) < 2:
-                continue
-            e = ratio_of_medians(a, b, resamples=400, seed=k)
-            if (len(a) >= min_trials and e.relative_half_width <= target) or len(a) >= max_trials:
-                break
+        e, n = _stop_when_narrow(lambda: (rng.choice(pool), ratio * rng.choice(pool)), min_trials,
+                                 target=target, max_trials=max_trials, seed=k)
         inside += e.ci_low <= ratio <= e.ci_high
         kinds[verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind] += 1
-        trials += len(a)
+        trials += n
     return {"coverage": inside / repeats, "mean_trials": trials / repeats,
             **{kind: count / repeats for kind, count in kinds.items()}}
 
@@ -92,18 +100,10 @@ def adaptive_coverage(min_trials: int, *, ratio: float, cv: float, repeats: int,
     """(coverage, mean trials per side) under the stop-when-narrow rule."""
     inside, trials = 0, 0
     for k in range(repeats):
-        a: list[float] = []
-        b: list[float] = []
-        while True:
-            a.append(rng.gauss(1.0, cv))
-            b.append(rng.gauss(ratio, cv * ratio))
-            if len(a) < 2:
-                continue
-            e = ratio_of_medians(a, b, resamples=400, seed=k)
-            if (len(a) >= min_trials and e.relative_half_width <= target) or len(a) >= max_trials:
-                break
+        e, n = _stop_when_narrow(lambda: (rng.gauss(1.0, cv), rng.gauss(ratio, cv * ratio)), min_trials,
+                                 target=target, max_trials=max_trials, seed=k)
         inside += e.ci_low <= ratio <= e.ci_high
-        trials += len(a)
+        trials += n
     return inside / repeats, trials / repeats
 
 
