@@ -8,7 +8,6 @@ kernels to WATTSON_KERNEL_TRACE the way the CUPTI tracer does. The builds are re
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import shutil
@@ -17,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from script_module import load_bench_script
 from wattson.profilers.fake import FakeDevice
 from wattson.profilers.jobs import JobDir, ProgramSpec
 from wattson.profilers.kernels import KernelReport
@@ -25,16 +25,7 @@ from wattson.profilers.run import RunMeasurement
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("kernel_tracing", REPO / "bench" / "kernel_tracing.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kernel_tracing"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-kt = _load_bench()
+kt = load_bench_script("kernel_tracing")
 
 KERNELS_CU = """\
 __global__ void copy(const float* in, float* out, int n)

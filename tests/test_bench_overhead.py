@@ -3,7 +3,6 @@ failed or timed-out runs giving an error record instead of a figure."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,18 +13,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from script_module import load_bench_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "measurement_quality.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("measurement_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mq = _load()
+mq = load_bench_script("measurement_quality")
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")

@@ -8,14 +8,13 @@ the same `wattson optimize --json` subprocess, job folder and history the benchm
 from __future__ import annotations
 
 import ctypes.util
-import importlib.util
 import json
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from agent_fixture import processes_mentioning
+from script_module import load_bench_script, load_script
 from wattson.config import ConfigError, OptimizeConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,17 +22,8 @@ TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("pipeline_overhead", REPO / "bench" / "pipeline_overhead.py")
-replay = _load("pipeline_overhead_replay", TRANSCRIPTS / "replay.py")
+bench = load_bench_script("pipeline_overhead")
+replay = load_script(TRANSCRIPTS / "replay.py", "pipeline_overhead_replay")
 
 
 def ci_project(tmp_path: Path, load_file: Path, *, k: int, iterations: int) -> Path:
