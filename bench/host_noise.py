@@ -11,6 +11,11 @@ middle one of that list). Per run:
 wall time, user and system CPU time (from wait4), and the energy counter over the process run (plain
 edges: read right before launch and right after exit, no alignment; enough to see a spread of 10 %).
 One JSON line per run, then one summary line per program and mode (median, coefficient of variation).
+
+With `--clock-period-s P` (0.1 by default, 0: off) a thread also reads the GPU's SM clock every P
+seconds during each run (median, min, max per run), and each summary gives the correlation of the
+runs' wall times with their median SM clock: strongly negative says the slow runs are slow because
+the GPU ran at lower clocks, near zero says the time goes elsewhere (the host, or waiting).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,23 +42,73 @@ from wattson.profilers.device import GpuDevice, open_devices  # noqa: E402
 from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build  # noqa: E402
 
 
-def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int]) -> dict:
+@contextmanager
+def watched_sm_clock(device: GpuDevice, period_s: float) -> Iterator[list[int]]:
+    """Reads the SM clock every `period_s` while the block runs; the readings (MHz) fill the yielded list."""
+    readings: list[int] = []
+    if period_s <= 0:
+        yield readings
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while True:
+            sm_mhz = device.clocks_mhz()[0]
+            if sm_mhz is not None:
+                readings.append(sm_mhz)
+            if stop.wait(period_s):
+                return
+
+    thread = threading.Thread(target=poll, name="sm-clock", daemon=True)
+    thread.start()
+    try:
+        yield readings
+    finally:
+        stop.set()
+        thread.join()
+
+
+def clock_summary(readings: list[int]) -> dict | None:
+    if not readings:
+        return None
+    return {"median": statistics.median(readings), "min": min(readings), "max": max(readings),
+            "samples": len(readings)}
+
+
+def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], clock_period_s: float = 0) -> dict:
     e0 = device.energy_mj()
     t0 = time.monotonic()
-    with thread_bound_to(cpus):  # the child inherits the binding; [] leaves it free
-        proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall_s = time.monotonic() - t0
+    with watched_sm_clock(device, clock_period_s) as sm_clock_mhz:
+        with thread_bound_to(cpus):  # the child inherits the binding; [] leaves it free
+            proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall_s = time.monotonic() - t0
     e1 = device.energy_mj()
     return {"wall_s": wall_s, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
             "energy_j": (e1 - e0) / 1000 if e0 is not None and e1 is not None else None,
             "exit": os.waitstatus_to_exitcode(status), "minor_faults": usage.ru_minflt,
-            "vol_switches": usage.ru_nvcsw, "invol_switches": usage.ru_nivcsw}
+            "vol_switches": usage.ru_nvcsw, "invol_switches": usage.ru_nivcsw,
+            "sm_clock_mhz": clock_summary(sm_clock_mhz)}
 
 
-def cv(values: list[float]) -> float:
-    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0
+def wall_clock_correlation(runs: list[dict]) -> float | None:
+    """Pearson r of the runs' wall times and median SM clocks (None: fewer than 3 runs, or no spread)."""
+    pairs = [(r["wall_s"], r["sm_clock_mhz"]["median"]) for r in runs if r.get("sm_clock_mhz")]
+    if len(pairs) < 3:
+        return None
+    try:
+        return statistics.correlation([w for w, _ in pairs], [c for _, c in pairs])
+    except statistics.StatisticsError:  # one of them constant
+        return None
+
+
+def cv(values: list[float]) -> float | None:
+    """Coefficient of variation; None when the mean is 0 (a counter that did not move)."""
+    if len(values) < 2:
+        return 0.0
+    mean = statistics.mean(values)
+    return statistics.stdev(values) / mean if mean else None
 
 
 def emit(out: Path, record: dict) -> None:
@@ -65,6 +123,8 @@ def main() -> None:
     ap.add_argument("--hec", type=Path)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("host_noise.jsonl"))
+    ap.add_argument("--clock-period-s", type=float, default=0.1,
+                    help="read the SM clock this often during each run (0: off)")
     args = ap.parse_args()
 
     device = open_devices()[0]
@@ -84,16 +144,22 @@ def main() -> None:
             one_run(spec.run, job.run_dir, env, device, [])  # warm-up, not kept
             for i in range(args.runs):
                 for mode, cpus in (("plain", []), ("pinned", pinned)):
-                    r = one_run(spec.run, job.run_dir, env, device, cpus)
+                    r = one_run(spec.run, job.run_dir, env, device, cpus, args.clock_period_s)
                     runs[mode].append(r)
                     emit(args.out, {"kind": "run", "program": name, "mode": mode, "i": i, **r})
         for mode, rs in runs.items():
-            rec = {"kind": "summary", "program": name, "mode": mode, "n": len(rs)}
+            # A run that failed did not do the program's work: counted here, so its figures are not read as noise.
+            rec = {"kind": "summary", "program": name, "mode": mode, "n": len(rs),
+                   "failed": sum(r["exit"] != 0 for r in rs)}
             for key in ("wall_s", "user_s", "sys_s", "energy_j"):
                 vals = [r[key] for r in rs if r[key] is not None]
                 if vals:
                     rec[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
                                 "cv": cv(vals)}
+            clocks = [r["sm_clock_mhz"]["median"] for r in rs if r.get("sm_clock_mhz")]
+            if clocks:
+                rec["sm_clock_mhz"] = {"median": statistics.median(clocks), "min": min(clocks), "max": max(clocks),
+                                       "r_with_wall_s": wall_clock_correlation(rs)}
             emit(args.out, rec)
 
 

@@ -1,0 +1,84 @@
+"""bench/host_noise.py without a GPU: the SM-clock watch during a run, and its correlation with wall time."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from script_module import load_bench_script
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "host_noise.py"
+
+
+hn = load_bench_script("host_noise")
+
+
+class SteppingClock:
+    """A GPU sensor boundary: the SM clock steps through these values, one per read."""
+
+    def __init__(self, *values_mhz: int | None):
+        self.values = itertools.cycle(values_mhz)
+        self.reads = 0
+
+    def clocks_mhz(self):
+        self.reads += 1
+        return next(self.values), 2619
+
+
+def test_the_clock_is_read_while_the_block_runs_and_not_after():
+    device = SteppingClock(345, 1980, None)  # None: a read that failed, left out
+    with hn.watched_sm_clock(device, 0.02) as readings:
+        time.sleep(0.3)
+    reads_at_exit = device.reads
+    time.sleep(0.1)
+    assert device.reads == reads_at_exit  # the thread stopped with the block
+    assert len(readings) >= 5 and set(readings) == {345, 1980}
+    assert hn.clock_summary(readings) == {"median": hn.statistics.median(readings), "min": 345, "max": 1980,
+                                          "samples": len(readings)}
+
+
+def test_a_zero_period_reads_nothing():
+    device = SteppingClock(1980)
+    with hn.watched_sm_clock(device, 0) as readings:
+        time.sleep(0.05)
+    assert readings == [] and device.reads == 0
+    assert hn.clock_summary(readings) is None
+
+
+def run(wall_s: float, sm_mhz: float | None) -> dict:
+    return {"wall_s": wall_s, "sm_clock_mhz": {"median": sm_mhz} if sm_mhz is not None else None}
+
+
+def test_slow_runs_at_low_clocks_correlate_negatively():
+    runs = [run(1.7, 1980), run(2.5, 1100), run(1.8, 1950), run(2.4, 1200), run(2.0, None)]
+    assert hn.wall_clock_correlation(runs) < -0.95
+
+
+def test_no_correlation_without_spread_or_enough_runs():
+    assert hn.wall_clock_correlation([run(1.7, 1980), run(2.5, 1980), run(2.1, 1980)]) is None
+    assert hn.wall_clock_correlation([run(1.7, 1980), run(2.5, 1100)]) is None
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_each_run_and_summary_carry_the_clock(tmp_path, cli_env):
+    out = tmp_path / "host_noise.jsonl"
+    env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}  # the program fails fast; the fake GPU's clock is still read
+    done = subprocess.run([sys.executable, str(SCRIPT), "--programs", "histogram", "--runs", "2",
+                           "--clock-period-s", "0.01", "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    runs = [r for r in records if r["kind"] == "run"]
+    assert len(runs) == 4 and all(r["sm_clock_mhz"]["samples"] >= 1 for r in runs)
+    summaries = [r for r in records if r["kind"] == "summary"]
+    assert [s["mode"] for s in summaries] == ["plain", "pinned"]
+    assert all(s["failed"] == 2 for s in summaries)  # no GPU for the program: every run failed, and says so
+    # The fake GPU idles at 345 MHz: no spread in the clock, so no correlation to report.
+    assert all(s["sm_clock_mhz"]["median"] == 345 and s["sm_clock_mhz"]["r_with_wall_s"] is None
+               for s in summaries)
