@@ -111,10 +111,7 @@ def summary(result: dict) -> dict:
                    b_energy=est(result["b"].get("energy_j")), a_time=est(result["a"].get("duration_s")),
                    a_trials=len(result["a"].get("trials") or []),
                    b_trials=len(result["b"].get("trials") or []),
-                   runs={side: [{"energy_j": t["energy_mj"] / 1000 if t.get("energy_mj") is not None else None,
-                                 "duration_s": t.get("duration_s"),
-                                 "host_cpu_s": t.get("host_cpu_s")} for t in result[side].get("trials") or []]
-                         for side in ("a", "b")})
+                   runs={side: [_run_record(t) for t in result[side].get("trials") or []] for side in ("a", "b")})
         if v.get("ci_low") is not None and v.get("ci_high") is not None:
             out["ci_half_width"] = (v["ci_high"] - v["ci_low"]) / 2
     else:
@@ -122,6 +119,16 @@ def summary(result: dict) -> dict:
                    trials=len(result.get("trials") or []), energies_j=[t.get("energy_mj", 0) / 1000 for t in
                                                                       result.get("trials") or []])
     return out
+
+
+def _run_record(trial: dict) -> dict:
+    """One trial as the result files keep it; the SM clock at its edges tells a GPU that ran slower
+    (lower clocks at the end of the slow runs) from one that waited on the host."""
+    start, end = trial.get("state_start") or {}, trial.get("state_end") or {}
+    return {"energy_j": trial["energy_mj"] / 1000 if trial.get("energy_mj") is not None else None,
+            "duration_s": trial.get("duration_s"), "host_cpu_s": trial.get("host_cpu_s"),
+            "sm_clock_start_mhz": start.get("sm_clock_mhz"), "sm_clock_end_mhz": end.get("sm_clock_mhz"),
+            "throttle_reasons_seen": trial.get("throttle_reasons_seen") or []}
 
 
 def phase_xx(agent, names, hec, budget, out):

@@ -55,3 +55,20 @@ def test_files_without_current_records_say_so(tmp_path: Path):
 def test_without_a_phase_or_files_it_says_what_to_give():
     done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "give --phase, or --summarize" in done.stderr
+
+
+def test_a_comparisons_runs_keep_each_trials_clock_at_its_edges():
+    from script_module import load_bench_script
+
+    mq = load_bench_script("measurement_quality")
+    trial = {"energy_mj": 368_000.0, "duration_s": 2.56, "host_cpu_s": 2.5,
+             "state_start": {"sm_clock_mhz": 345}, "state_end": {"sm_clock_mhz": 1980},
+             "throttle_reasons_seen": ["sw_power_cap"]}
+    result = {"energy_ratio": {"kind": "same", "ratio": 1.0, "ci_low": 0.99, "ci_high": 1.01, "text": ""},
+              "a": {"trials": [trial]}, "b": {"trials": [{"duration_s": 2.2}]}}
+    runs = mq.summary(result)["runs"]
+    assert runs["a"] == [{"energy_j": 368.0, "duration_s": 2.56, "host_cpu_s": 2.5, "sm_clock_start_mhz": 345,
+                          "sm_clock_end_mhz": 1980, "throttle_reasons_seen": ["sw_power_cap"]}]
+    # A trial without a reading keeps its place, with nothing made up.
+    assert runs["b"] == [{"energy_j": None, "duration_s": 2.2, "host_cpu_s": None, "sm_clock_start_mhz": None,
+                          "sm_clock_end_mhz": None, "throttle_reasons_seen": []}]
