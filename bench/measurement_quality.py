@@ -46,7 +46,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from statistics import median
+from statistics import mean, median, stdev
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -122,8 +122,8 @@ def summary(result: dict) -> dict:
 
 
 def _run_record(trial: dict) -> dict:
-    """One trial as the result files keep it; the SM clock at its edges tells a GPU that ran slower
-    (lower clocks at the end of the slow runs) from one that waited on the host."""
+    """One trial as the result files keep it, with the SM clock at its edges: a hint whether a slow run's
+    GPU ran at lower clocks or waited on the host."""
     start, end = trial.get("state_start") or {}, trial.get("state_end") or {}
     return {"energy_j": trial["energy_mj"] / 1000 if trial.get("energy_mj") is not None else None,
             "duration_s": trial.get("duration_s"), "host_cpu_s": trial.get("host_cpu_s"),
@@ -428,10 +428,7 @@ def summarize_lassi(paths: list[Path]) -> str:
 
 def _cv_pct(values: list[float]) -> float:
     """Coefficient of variation in % (0 for a single value)."""
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return 100 * (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 / mean
+    return 100 * stdev(values) / mean(values) if len(values) > 1 else 0.0
 
 
 def _calibration_arg(text: str) -> tuple[float, float, float, float]:
