@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from measurement_quality import target_for  # noqa: E402
+from measurement_quality import cv, target_for  # noqa: E402
 from wattson.profilers.cpu_pinning import thread_bound_to  # noqa: E402
 from wattson.profilers.device import GpuDevice, open_devices  # noqa: E402
 from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build  # noqa: E402
@@ -101,14 +101,6 @@ def wall_clock_correlation(runs: list[dict]) -> float | None:
         return statistics.correlation([w for w, _ in pairs], [c for _, c in pairs])
     except statistics.StatisticsError:  # one of them constant
         return None
-
-
-def cv(values: list[float]) -> float | None:
-    """Coefficient of variation; None when the mean is 0 (a counter that did not move)."""
-    if len(values) < 2:
-        return 0.0
-    mean = statistics.mean(values)
-    return statistics.stdev(values) / mean if mean else None
 
 
 def emit(out: Path, record: dict) -> None:

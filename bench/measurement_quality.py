@@ -224,17 +224,16 @@ def phase_overhead(names, hec, out, repeat, sample_period_s=0.02, pin_cpus=0):
 
     device = open_devices()[0]
     cpus = choose_cpus(pin_cpus, device.near_cpus())  # [] when not pinned
+    arch = gpu_arch(device)
     for name in names:
         spec = ProgramSpec.from_dict(target_for(name, hec).program)
-        job = JobDir(spec)
-        arch = gpu_arch(device)
-        build = run_build(spec, job, arch=arch)
-        if not build.ok:
-            emit(out, {"phase": "overhead", "program": name, "error": build.output[-2000:]})
-            continue
-        env = {**os.environ, **job_env(spec, arch, device)}
-        cwd = job.run_dir
-        plain, sampled, failure = _timed_pairs(spec, cwd, env, device, repeat, sample_period_s, cpus)
+        with JobDir(spec) as job:  # the build and its runs, removed afterwards
+            build = run_build(spec, job, arch=arch)
+            if not build.ok:
+                emit(out, {"phase": "overhead", "program": name, "error": build.output[-2000:]})
+                continue
+            env = {**os.environ, **job_env(spec, arch, device)}
+            plain, sampled, failure = _timed_pairs(spec, job.run_dir, env, device, repeat, sample_period_s, cpus)
         if failure:
             # A run that failed says nothing about the sampler's cost: no figure rather than a wrong one.
             emit(out, {"phase": "overhead", "program": name, "error": failure})
@@ -413,9 +412,9 @@ def summarize_lassi(paths: list[Path]) -> str:
         walls = [r[v]["elapsed_s"] for r in pairs for v in ("x", "x+10%")]
         ours = "; ".join(f"{r['energy']['median']:.0f} J [{r['energy']['ci_low']:.0f}, {r['energy']['ci_high']:.0f}],"
                          f" {r['trials']} trials, {r['wall_s']:.0f} s" for r in p["references"]) or "not recorded"
-        rows.append(f"| {program} | {len(pairs)} | {median(paper_x):.0f} J | {_cv_pct(paper_x):.1f} % | "
+        rows.append(f"| {program} | {len(pairs)} | {median(paper_x):.0f} J | {100 * (cv(paper_x) or 0):.1f} % | "
                     f"{100 * median(paper_x) / median(counter_x):.0f} % | {planted:.3f} | {paper_bias:+.1f} | "
-                    f"{median(counter_x):.0f} J | {_cv_pct(counter_x):.1f} % | {counter_bias:+.1f} | "
+                    f"{median(counter_x):.0f} J | {100 * (cv(counter_x) or 0):.1f} % | {counter_bias:+.1f} | "
                     f"{min(walls):.1f}-{max(walls):.1f} s | {ours} |")
     if not rows:
         return ""
@@ -426,9 +425,12 @@ def summarize_lassi(paths: list[Path]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|", *rows])
 
 
-def _cv_pct(values: list[float]) -> float:
-    """Coefficient of variation in % (0 for a single value)."""
-    return 100 * stdev(values) / mean(values) if len(values) > 1 else 0.0
+def cv(values: list[float]) -> float | None:
+    """Coefficient of variation (0 for a single value); None when the mean is 0 (a counter that did not move)."""
+    if len(values) < 2:
+        return 0.0
+    average = mean(values)
+    return stdev(values) / average if average else None
 
 
 def _calibration_arg(text: str) -> tuple[float, float, float, float]:

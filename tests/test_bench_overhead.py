@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from agent_fixture import wait_all_gone
 from script_module import load_bench_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "measurement_quality.py"
@@ -43,21 +44,7 @@ def test_a_plain_run_past_its_timeout_is_ended_with_its_children(tmp_path):
     assert time.monotonic() - t0 < 10
     assert failure.startswith("the plain run timed out")
     assert 0.5 <= wall_s < 10
-    assert not _running(int(pid_file.read_text()))
-
-
-def _running(pid: int) -> bool:
-    """True while `pid` runs; a killed process that nobody has reaped yet (a zombie) is not running."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return False
-        if state in ("Z", "X"):
-            return False
-        time.sleep(0.05)
-    return True
+    assert wait_all_gone([int(pid_file.read_text())], timeout_s=5) == []  # a zombie counts as gone
 
 
 def test_a_plain_run_that_succeeds_has_no_failure(tmp_path):
