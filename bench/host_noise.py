@@ -16,6 +16,12 @@ With `--clock-period-s P` (0.1 by default, 0: off) a thread also reads the GPU's
 seconds during each run (median, min, max per run), and each summary gives the correlation of the
 runs' wall times with their median SM clock: strongly negative says the slow runs are slow because
 the GPU ran at lower clocks, near zero says the time goes elsewhere (the host, or waiting).
+
+With `--cpu-probe-s S` (0: off, the default) the script also times a fixed piece of CPU work right
+before and right after each run, on the same CPUs as the run (its size fixed once, to take about S
+seconds here). If the host's CPU speed varies from run to run, the probe's time varies with it, and
+the summary's correlation of the runs' wall times with their probe times says whether that is what
+sets the program's pace: a program whose host phase is fixed work shows r near 1.
 """
 
 from __future__ import annotations
@@ -75,7 +81,38 @@ def clock_summary(readings: list[int]) -> dict | None:
             "samples": len(readings)}
 
 
-def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], clock_period_s: float = 0) -> dict:
+def cpu_work(iterations: int) -> int:
+    """Fixed, single-threaded integer work: its time is the host CPU's speed at that moment."""
+    acc = 0
+    for i in range(iterations):
+        acc = (acc * 31 + i) & 0xFFFFFFFF
+    return acc
+
+
+def probe_iterations(target_s: float) -> int:
+    """The probe's size, fixed once: iterations that take about `target_s` on this host now."""
+    iterations = 100_000
+    while True:
+        t0 = time.perf_counter()
+        cpu_work(iterations)
+        took_s = time.perf_counter() - t0
+        if took_s >= 0.05 or iterations >= 1 << 30:
+            return max(1, round(iterations * target_s / took_s))
+        iterations *= 4
+
+
+def cpu_probe_s(iterations: int) -> float:
+    t0 = time.perf_counter()
+    cpu_work(iterations)
+    return time.perf_counter() - t0
+
+
+def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], clock_period_s: float = 0,
+            probe_size: int = 0) -> dict:
+    probe = {}
+    if probe_size:
+        with thread_bound_to(cpus):
+            probe["cpu_probe_before_s"] = cpu_probe_s(probe_size)
     e0 = device.energy_mj()
     t0 = time.monotonic()
     with watched_sm_clock(device, clock_period_s) as sm_clock_mhz:
@@ -85,7 +122,11 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
         _, status, usage = os.wait4(proc.pid, 0)
         wall_s = time.monotonic() - t0
     e1 = device.energy_mj()
-    return {"wall_s": wall_s, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+    if probe_size:
+        with thread_bound_to(cpus):
+            probe["cpu_probe_after_s"] = cpu_probe_s(probe_size)
+        probe["cpu_probe_s"] = (probe["cpu_probe_before_s"] + probe["cpu_probe_after_s"]) / 2
+    return {**probe, "wall_s": wall_s, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
             "energy_j": (e1 - e0) / 1000 if e0 is not None and e1 is not None else None,
             "exit": os.waitstatus_to_exitcode(status), "minor_faults": usage.ru_minflt,
             "vol_switches": usage.ru_nvcsw, "invol_switches": usage.ru_nivcsw,
@@ -94,13 +135,17 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
 
 def wall_clock_correlation(runs: list[dict]) -> float | None:
     """Pearson r of the runs' wall times and median SM clocks (None: fewer than 3 runs, or no spread)."""
-    pairs = [(r["wall_s"], r["sm_clock_mhz"]["median"]) for r in runs if r.get("sm_clock_mhz")]
-    if len(pairs) < 3:
+    return wall_correlation([(r["wall_s"], r["sm_clock_mhz"]["median"]) for r in runs if r.get("sm_clock_mhz")])
+
+
+def wall_correlation(pairs: list[tuple[float, float]]) -> float | None:
+    """Pearson r of (wall time, other) pairs (None: fewer than 3, or either side constant)."""
+    walls, others = [w for w, _ in pairs], [c for _, c in pairs]
+    # Checked here, not left to statistics: floats like 0.1 leave rounding residue around their mean,
+    # and a constant side then reads as r = 0 instead of "no spread".
+    if len(pairs) < 3 or len(set(walls)) < 2 or len(set(others)) < 2:
         return None
-    try:
-        return statistics.correlation([w for w, _ in pairs], [c for _, c in pairs])
-    except statistics.StatisticsError:  # one of them constant
-        return None
+    return statistics.correlation(walls, others)
 
 
 def emit(out: Path, record: dict) -> None:
@@ -117,14 +162,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("host_noise.jsonl"))
     ap.add_argument("--clock-period-s", type=float, default=0.1,
                     help="read the SM clock this often during each run (0: off)")
+    ap.add_argument("--cpu-probe-s", type=float, default=0,
+                    help="time a fixed CPU loop of about this length before and after each run (0: off)")
     args = ap.parse_args()
 
     device = open_devices()[0]
     near = [c for c in device.near_cpus() or [] if c in os.sched_getaffinity(0)] or sorted(os.sched_getaffinity(0))
     pinned = [near[len(near) // 2]]
     arch = gpu_arch(device)
+    iterations = probe_iterations(args.cpu_probe_s) if args.cpu_probe_s > 0 else 0
     emit(args.out, {"kind": "host", "cpus_allowed": len(os.sched_getaffinity(0)), "near_gpu_cpus": near,
-                    "pinned_to": pinned, "loadavg": os.getloadavg()})
+                    "pinned_to": pinned, "loadavg": os.getloadavg(), "cpu_probe_iterations": iterations})
     for name in args.programs.split(","):
         spec = ProgramSpec.from_dict(target_for(name, args.hec).program)
         with JobDir(spec) as job:
@@ -136,15 +184,15 @@ def main() -> None:
             one_run(spec.run, job.run_dir, env, device, [])  # warm-up, not kept
             for i in range(args.runs):
                 for mode, cpus in (("plain", []), ("pinned", pinned)):
-                    r = one_run(spec.run, job.run_dir, env, device, cpus, args.clock_period_s)
+                    r = one_run(spec.run, job.run_dir, env, device, cpus, args.clock_period_s, iterations)
                     runs[mode].append(r)
                     emit(args.out, {"kind": "run", "program": name, "mode": mode, "i": i, **r})
         for mode, rs in runs.items():
             # A run that failed did not do the program's work: counted here, so its figures are not read as noise.
             rec = {"kind": "summary", "program": name, "mode": mode, "n": len(rs),
                    "failed": sum(r["exit"] != 0 for r in rs)}
-            for key in ("wall_s", "user_s", "sys_s", "energy_j"):
-                vals = [r[key] for r in rs if r[key] is not None]
+            for key in ("wall_s", "user_s", "sys_s", "energy_j", "cpu_probe_s"):
+                vals = [r[key] for r in rs if r.get(key) is not None]
                 if vals:
                     rec[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
                                 "cv": cv(vals)}
@@ -152,6 +200,9 @@ def main() -> None:
             if clocks:
                 rec["sm_clock_mhz"] = {"median": statistics.median(clocks), "min": min(clocks), "max": max(clocks),
                                        "r_with_wall_s": wall_clock_correlation(rs)}
+            if "cpu_probe_s" in rec:
+                rec["cpu_probe_s"]["r_with_wall_s"] = wall_correlation(
+                    [(r["wall_s"], r["cpu_probe_s"]) for r in rs if r["exit"] == 0 and "cpu_probe_s" in r])
             emit(args.out, rec)
 
 

@@ -65,13 +65,30 @@ def test_no_correlation_without_spread_or_enough_runs():
     assert hn.wall_clock_correlation([run(1.7, 1980), run(2.5, 1100)]) is None
 
 
+def test_the_probe_is_sized_once_to_about_the_asked_time():
+    iterations = hn.probe_iterations(0.1)
+    took_s = [hn.cpu_probe_s(iterations) for _ in range(3)]
+    assert 0.03 < min(took_s) < 0.4, took_s  # a loaded CI host may run it slower, never 10x off
+    assert hn.probe_iterations(0.2) > 1.5 * iterations  # twice the time, about twice the work
+
+
+def test_the_probe_is_fixed_work():
+    assert hn.cpu_work(1000) == hn.cpu_work(1000) != hn.cpu_work(1001)
+
+
+def test_wall_times_that_follow_the_probe_correlate():
+    # Fixed host work on a CPU whose speed varies: the wall time moves with the probe.
+    assert hn.wall_correlation([(1.5, 0.10), (2.1, 0.14), (1.6, 0.11), (2.5, 0.17)]) > 0.95
+    assert hn.wall_correlation([(1.5, 0.10), (2.1, 0.10), (1.6, 0.10)]) is None  # a steady probe
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_each_run_and_summary_carry_the_clock(tmp_path, cli_env):
     out = tmp_path / "host_noise.jsonl"
     env = {**cli_env, "CUDA_VISIBLE_DEVICES": ""}  # the program fails fast; the fake GPU's clock is still read
     done = subprocess.run([sys.executable, str(SCRIPT), "--programs", "histogram", "--runs", "2",
-                           "--clock-period-s", "0.01", "--out", str(out)], env=env, capture_output=True, text=True,
-                          timeout=300)
+                           "--clock-period-s", "0.01", "--cpu-probe-s", "0.02", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     runs = [r for r in records if r["kind"] == "run"]
@@ -82,3 +99,7 @@ def test_each_run_and_summary_carry_the_clock(tmp_path, cli_env):
     # The fake GPU idles at 345 MHz: no spread in the clock, so no correlation to report.
     assert all(s["sm_clock_mhz"]["median"] == 345 and s["sm_clock_mhz"]["r_with_wall_s"] is None
                for s in summaries)
+    # The CPU probe ran before and after each run, and its summary leaves the failed runs out of r.
+    assert records[0]["cpu_probe_iterations"] > 0
+    assert all(0 < r["cpu_probe_before_s"] < 1 and 0 < r["cpu_probe_after_s"] < 1 for r in runs)
+    assert all(s["cpu_probe_s"]["min"] > 0 and s["cpu_probe_s"]["r_with_wall_s"] is None for s in summaries)
