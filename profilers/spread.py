@@ -95,7 +95,7 @@ def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, 
     if slope < WAITING_FRACTION * spread.average_power_w:
         parts.append("): in the extra seconds the GPU mostly waits, so the spread comes from a host phase "
                      "whose length varies (CPU-side input generation or reference checks, other load on "
-                     "the host), not from the sensor")
+                     "the host, a host CPU whose speed varies from run to run), not from the sensor")
         if pinned_cpus:
             parts.append(f", even with each run pinned to {pinned_cpus} CPU{'s' if pinned_cpus > 1 else ''}")
         else:
