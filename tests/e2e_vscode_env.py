@@ -15,7 +15,6 @@ Exit status: the command's, or 1 when the fake LLM saw something else than the t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 from llm_fake_server import FakeLlmServer, Reply
+from script_module import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
@@ -39,11 +39,7 @@ FAKE_GPU = {"name": "Fake H100", "idle_w": 70, "busy_w": 350, "settle_s": 0.05,
 
 
 def _load_replay() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("replay", TRANSCRIPTS / "replay.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TRANSCRIPTS / "replay.py")
 
 
 def server_command() -> list[str]:

@@ -7,7 +7,6 @@ example and the model's replies for the loopback fake LLM (the other fake: the L
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from llm_fake_server import Reply
+from script_module import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
@@ -86,11 +86,7 @@ FAKE_API_KEY = "test-key-not-a-secret"  # only the loopback fake LLM ever sees i
 
 
 def _load_replay() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("replay", TRANSCRIPTS / "replay.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TRANSCRIPTS / "replay.py")
 
 
 replay = _load_replay()

@@ -3,7 +3,6 @@ replayed model as a `command` provider, fake GPU sensors."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,16 +15,14 @@ from pathlib import Path
 
 from agent_fixture import processes_mentioning
 from rich.console import Console
+from script_module import load_script
 from wattson.cli_optimize import _apply
 
 REPO = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
 OPTIMIZED = TRANSCRIPTS / "optimized" / "jacobi2d.cu"
-_spec = importlib.util.spec_from_file_location("replay", TRANSCRIPTS / "replay.py")
-assert _spec is not None and _spec.loader is not None
-replay = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(replay)
+replay = load_script(TRANSCRIPTS / "replay.py")
 
 
 def wattson_cmd() -> list[str]:

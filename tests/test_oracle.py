@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 from wattson.verify import (
     InputRuns,
     RunOutput,
@@ -331,11 +331,7 @@ def test_savings_above_twofold_go_to_a_human():
 
 def _load_evaluate():
     """tests/corpus/evaluate.py, under a name no installed package can shadow."""
-    spec = importlib.util.spec_from_file_location("wattson_corpus_evaluate", CORPUS / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(CORPUS / "evaluate.py", "wattson_corpus_evaluate")
 
 
 def corpus_cases():

@@ -10,7 +10,6 @@ fake energy.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from agent_fixture import processes_mentioning
 from llm_fake_server import FakeLlmServer, Reply
+from script_module import load_script
 from wattson.config import load_config
 from wattson.project import resolve_program
 from wattson.refactor.pipeline import OptimizeRequest, optimize
@@ -26,10 +26,7 @@ from wattson.refactor.pipeline import OptimizeRequest, optimize
 REPO = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
-_spec = importlib.util.spec_from_file_location("replay", TRANSCRIPTS / "replay.py")
-assert _spec is not None and _spec.loader is not None
-replay = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(replay)
+replay = load_script(TRANSCRIPTS / "replay.py")
 
 
 def make_project(root: Path, load_file: Path, base_url: str, **options) -> Path:

@@ -12,12 +12,12 @@ shaped as the agent returns them.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from llm_fake_server import FakeLlmServer
+from script_module import load_script
 from test_pipeline import push_transcript
 from wattson.config import ConfigError, load_config
 from wattson.project import resolve_program
@@ -27,10 +27,7 @@ from wattson.refactor.pipeline import OptimizeRequest, optimize
 REPO = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = REPO / "tests" / "fixtures" / "transcripts"
 FAKE_PROGRAM = REPO / "tests" / "helpers" / "fake_gpu_program.py"
-_spec = importlib.util.spec_from_file_location("replay", TRANSCRIPTS / "replay.py")
-assert _spec is not None and _spec.loader is not None
-replay = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(replay)
+replay = load_script(TRANSCRIPTS / "replay.py")
 
 
 def make_project_with_output_file(root: Path, load_file: Path, base_url: str, **options) -> Path:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 from wattson.verify import check_candidate, flag_large_saving, is_blocking
 from wattson.verify.c_expr import evaluate
 
@@ -17,11 +16,7 @@ CORPUS = Path(__file__).parent / "corpus"
 
 def _load_corpus_module():
     """tests/corpus/evaluate.py, under a name no installed package can shadow."""
-    spec = importlib.util.spec_from_file_location("wattson_corpus_evaluate", CORPUS / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_script(CORPUS / "evaluate.py", "wattson_corpus_evaluate")
 
 
 corpus = _load_corpus_module()

@@ -11,18 +11,17 @@ Set WATTSON_CORPUS_OUT=DIR to keep the real outputs (one JSON per variant, as in
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 from wattson.profilers.run import measured_run
 from wattson.profilers.sandbox import make_sandbox
 from wattson.verify import RunOutput, is_blocking
@@ -32,11 +31,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
 def _load_corpus_module():
     """tests/corpus/evaluate.py, under a name no installed package can shadow."""
-    spec = importlib.util.spec_from_file_location("wattson_corpus_evaluate", CORPUS / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_script(CORPUS / "evaluate.py", "wattson_corpus_evaluate")
 
 
 corpus = _load_corpus_module()
