@@ -8,7 +8,9 @@ Each program is built once in a scratch folder, then run `--runs` times in each 
 interleaved (plain, pinned, plain, pinned, ...): *plain* = as Wattson runs it today, *pinned* = the
 process bound to one CPU core of the GPU's NUMA node (NVML's CPU affinity for the device, the
 middle one of that list). Per run:
-wall time, user and system CPU time (from wait4), and the energy counter over the process run (plain
+wall time, user and system CPU time (from wait4), the hypervisor's steal time during it (/proc/stat:
+all CPUs, and the pinned CPU alone; a vCPU that was descheduled shows it there, not in user time),
+and the energy counter over the process run (plain
 edges: read right before launch and right after exit, no alignment; enough to see a spread of 10 %).
 One JSON line per run, then one summary line per program and mode (median, coefficient of variation).
 
@@ -81,6 +83,24 @@ def clock_summary(readings: list[int]) -> dict | None:
             "samples": len(readings)}
 
 
+def steal_s(cpu: int | None = None) -> float | None:
+    """CPU time the hypervisor gave to others (/proc/stat's steal column), all CPUs or one; None: not readable."""
+    label = "cpu" if cpu is None else f"cpu{cpu}"
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] == label and len(fields) > 8:
+                    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    return None
+
+
+def steal_delta_s(before: float | None, after: float | None) -> float | None:
+    return after - before if before is not None and after is not None else None
+
+
 def cpu_work(iterations: int) -> int:
     """Fixed, single-threaded integer work: its time is the host CPU's speed at that moment."""
     acc = 0
@@ -113,6 +133,7 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
     if probe_size:
         with thread_bound_to(cpus):
             probe["cpu_probe_before_s"] = cpu_probe_s(probe_size)
+    steal0 = steal_s(), steal_s(cpus[0]) if len(cpus) == 1 else None
     e0 = device.energy_mj()
     t0 = time.monotonic()
     with watched_sm_clock(device, clock_period_s) as sm_clock_mhz:
@@ -122,6 +143,7 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
         _, status, usage = os.wait4(proc.pid, 0)
         wall_s = time.monotonic() - t0
     e1 = device.energy_mj()
+    steal1 = steal_s(), steal_s(cpus[0]) if len(cpus) == 1 else None
     if probe_size:
         with thread_bound_to(cpus):
             probe["cpu_probe_after_s"] = cpu_probe_s(probe_size)
@@ -130,7 +152,8 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
             "energy_j": (e1 - e0) / 1000 if e0 is not None and e1 is not None else None,
             "exit": os.waitstatus_to_exitcode(status), "minor_faults": usage.ru_minflt,
             "vol_switches": usage.ru_nvcsw, "invol_switches": usage.ru_nivcsw,
-            "sm_clock_mhz": clock_summary(sm_clock_mhz)}
+            "sm_clock_mhz": clock_summary(sm_clock_mhz),
+            "steal_s": steal_delta_s(steal0[0], steal1[0]), "steal_pinned_cpu_s": steal_delta_s(steal0[1], steal1[1])}
 
 
 def wall_clock_correlation(runs: list[dict]) -> float | None:
@@ -191,7 +214,7 @@ def main() -> None:
             # A run that failed did not do the program's work: counted here, so its figures are not read as noise.
             rec = {"kind": "summary", "program": name, "mode": mode, "n": len(rs),
                    "failed": sum(r["exit"] != 0 for r in rs)}
-            for key in ("wall_s", "user_s", "sys_s", "energy_j", "cpu_probe_s"):
+            for key in ("wall_s", "user_s", "sys_s", "energy_j", "cpu_probe_s", "steal_s", "steal_pinned_cpu_s"):
                 vals = [r[key] for r in rs if r.get(key) is not None]
                 if vals:
                     rec[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),

@@ -82,6 +82,14 @@ def test_wall_times_that_follow_the_probe_correlate():
     assert hn.wall_correlation([(1.5, 0.10), (2.1, 0.10), (1.6, 0.10)]) is None  # a steady probe
 
 
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="no /proc/stat here")
+def test_steal_time_is_read_for_all_cpus_and_for_one():
+    total, cpu0 = hn.steal_s(), hn.steal_s(0)
+    assert total is not None and cpu0 is not None and 0 <= cpu0 <= total
+    assert hn.steal_s(10**6) is None  # no such CPU
+    assert hn.steal_delta_s(total, total + 0.5) == 0.5 and hn.steal_delta_s(None, 1.0) is None
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_each_run_and_summary_carry_the_clock(tmp_path, cli_env):
     out = tmp_path / "host_noise.jsonl"
@@ -102,4 +110,7 @@ def test_each_run_and_summary_carry_the_clock(tmp_path, cli_env):
     # The CPU probe ran before and after each run, and its summary leaves the failed runs out of r.
     assert records[0]["cpu_probe_iterations"] > 0
     assert all(0 < r["cpu_probe_before_s"] < 1 and 0 < r["cpu_probe_after_s"] < 1 for r in runs)
+    # Steal time: over all CPUs for every run, and for the one CPU only where the run was pinned to it.
+    assert all(r["steal_s"] >= 0 for r in runs)
+    assert all((r["steal_pinned_cpu_s"] is None) == (r["mode"] == "plain") for r in runs)
     assert all(s["cpu_probe_s"]["min"] > 0 and s["cpu_probe_s"]["r_with_wall_s"] is None for s in summaries)
