@@ -97,6 +97,11 @@ def steal_s(cpu: int | None = None) -> float | None:
     return None
 
 
+def steal_now(cpus: list[int]) -> tuple[float | None, float | None]:
+    """Steal so far over all CPUs, and on the one CPU a pinned run is bound to (None when not pinned to one)."""
+    return steal_s(), (steal_s(cpus[0]) if len(cpus) == 1 else None)
+
+
 def steal_delta_s(before: float | None, after: float | None) -> float | None:
     return after - before if before is not None and after is not None else None
 
@@ -113,9 +118,7 @@ def probe_iterations(target_s: float) -> int:
     """The probe's size, fixed once: iterations that take about `target_s` on this host now."""
     iterations = 100_000
     while True:
-        t0 = time.perf_counter()
-        cpu_work(iterations)
-        took_s = time.perf_counter() - t0
+        took_s = cpu_probe_s(iterations)
         if took_s >= 0.05 or iterations >= 1 << 30:
             return max(1, round(iterations * target_s / took_s))
         iterations *= 4
@@ -133,7 +136,7 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
     if probe_size:
         with thread_bound_to(cpus):
             probe["cpu_probe_before_s"] = cpu_probe_s(probe_size)
-    steal0 = steal_s(), steal_s(cpus[0]) if len(cpus) == 1 else None
+    steal0 = steal_now(cpus)
     e0 = device.energy_mj()
     t0 = time.monotonic()
     with watched_sm_clock(device, clock_period_s) as sm_clock_mhz:
@@ -143,7 +146,7 @@ def one_run(cmd: str, cwd: Path, env: dict, device: GpuDevice, cpus: list[int], 
         _, status, usage = os.wait4(proc.pid, 0)
         wall_s = time.monotonic() - t0
     e1 = device.energy_mj()
-    steal1 = steal_s(), steal_s(cpus[0]) if len(cpus) == 1 else None
+    steal1 = steal_now(cpus)
     if probe_size:
         with thread_bound_to(cpus):
             probe["cpu_probe_after_s"] = cpu_probe_s(probe_size)
