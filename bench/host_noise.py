@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from measurement_quality import cv, target_for  # noqa: E402
 from wattson.profilers.cpu_pinning import thread_bound_to  # noqa: E402
 from wattson.profilers.device import GpuDevice, open_devices  # noqa: E402
+from wattson.profilers.host_load import steal_s  # noqa: E402
 from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build  # noqa: E402
 
 
@@ -83,23 +84,9 @@ def clock_summary(readings: list[int]) -> dict | None:
             "samples": len(readings)}
 
 
-def steal_s(cpu: int | None = None) -> float | None:
-    """CPU time the hypervisor gave to others (/proc/stat's steal column), all CPUs or one; None: not readable."""
-    label = "cpu" if cpu is None else f"cpu{cpu}"
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                fields = line.split()
-                if fields and fields[0] == label and len(fields) > 8:
-                    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        pass
-    return None
-
-
 def steal_now(cpus: list[int]) -> tuple[float | None, float | None]:
     """Steal so far over all CPUs, and on the one CPU a pinned run is bound to (None when not pinned to one)."""
-    return steal_s(), (steal_s(cpus[0]) if len(cpus) == 1 else None)
+    return steal_s(), (steal_s(cpu=cpus[0]) if len(cpus) == 1 else None)
 
 
 def steal_delta_s(before: float | None, after: float | None) -> float | None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
-from . import spread, stats
+from . import host_load, spread, stats
 from .device import DeviceError, DeviceState, GpuDevice
 from .run import RunMeasurement
 from .stats import Estimate, Verdict
@@ -157,6 +157,7 @@ class ProfileResult:
     wall_s: float = 0.0  # the whole measurement, cooldowns and warm-ups included
     budget: dict | None = None
     details: dict | None = None  # protocol-specific extras (lassi-ee: idle windows, polled samples)
+    host: host_load.HostLoad | None = None  # load average and steal over the measurement
 
     def to_dict(self, max_timeline_points: int | None = 200) -> dict:
         """JSON-safe. Timelines are downsampled to max_timeline_points (0 drops them, None keeps all)."""
@@ -180,6 +181,7 @@ class ProfileResult:
             "wall_s": self.wall_s,
             "budget": self.budget,
             "details": self.details,
+            "host": self.host.to_dict() if self.host else None,
         }
 
     @classmethod
@@ -204,6 +206,7 @@ class ProfileResult:
             wall_s=float(d.get("wall_s", 0.0)),
             budget=d.get("budget"),
             details=d.get("details"),
+            host=host_load.HostLoad.from_dict(d["host"]) if d.get("host") else None,
         )
 
 
@@ -222,6 +225,7 @@ class CompareResult:
     idle_power_w: float | None = None
     wall_s: float = 0.0
     budget: dict | None = None
+    host: host_load.HostLoad | None = None  # load average and steal over the whole comparison
 
     def to_dict(self, max_timeline_points: int | None = 200) -> dict:
         return {
@@ -238,6 +242,7 @@ class CompareResult:
             "idle_power_w": self.idle_power_w,
             "wall_s": self.wall_s,
             "budget": self.budget,
+            "host": self.host.to_dict() if self.host else None,
         }
 
     @classmethod
@@ -256,6 +261,7 @@ class CompareResult:
             idle_power_w=d.get("idle_power_w"),
             wall_s=float(d.get("wall_s", 0.0)),
             budget=d.get("budget"),
+            host=host_load.HostLoad.from_dict(d["host"]) if d.get("host") else None,
         )
 
 
@@ -366,12 +372,17 @@ class _Session:
         self.progress = progress
         self.cancel = cancel
         self.started_s = time.monotonic()
+        self.host_start = host_load.snapshot()
         self.idle_w: float | None = None
         self.warnings: list[str] = []
         self.trial_costs_s: list[float] = []  # wall time per counted trial, cooldown included
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_s
+
+    def host_load(self) -> host_load.HostLoad:
+        """The host's load average and steal time from the session's start until now."""
+        return host_load.between(self.host_start, host_load.snapshot())
 
     def report(self, message: str, done_trials: int, total_trials: int) -> None:
         if self.progress is None:
@@ -564,6 +575,7 @@ def _summarize(series: _Series, *, protocol: str, device: GpuDevice | None, sess
         state_end=series.runs[-1].state_end if series.runs else None,
         wall_s=session.elapsed_s(),
         budget=session.budget.to_dict(),
+        host=session.host_load(),
     )
 
 
@@ -595,7 +607,7 @@ def _spread_warnings(sides: list[_Series], session: _Session, stopped: str, half
     return [spread.explain(found, idle_w=session.idle_w, trials_done=n_done, half_width=half_width,
                            target_half_width=budget.target_ci_half_width,
                            seconds_per_trial=sum(session.trial_costs_s) / max(n_done, 1),
-                           pinned_cpus=budget.pin_cpus)]
+                           pinned_cpus=budget.pin_cpus, host_note=host_load.busy_note(session.host_load()))]
 
 
 # --- the two entry points -------------------------------------------------------------------------
@@ -745,6 +757,7 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
         idle_power_w=session.idle_w,
         wall_s=session.elapsed_s(),
         budget=session.budget.to_dict(),
+        host=session.host_load(),
     )
 
 

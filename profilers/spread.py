@@ -84,7 +84,8 @@ def trials_needed(trials_done: int, half_width: float, target_half_width: float)
 
 
 def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, half_width: float,
-            target_half_width: float, seconds_per_trial: float, pinned_cpus: int = 0) -> str:
+            target_half_width: float, seconds_per_trial: float, pinned_cpus: int = 0,
+            host_note: str | None = None) -> str:
     """One warning line: what the spread follows, what that means, what a narrow interval would cost."""
     slope = spread.joules_per_extra_s
     parts = [f"the energy of a run follows its wall time (r = {spread.correlation:.2f}; runs took "
@@ -98,7 +99,9 @@ def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, 
                      "the host, a host CPU whose speed varies from run to run), not from the sensor")
         if pinned_cpus:
             parts.append(f", even with each run pinned to {pinned_cpus} CPU{'s' if pinned_cpus > 1 else ''}")
-        else:
+        if host_note:
+            parts.append(f"; during the trials {host_note}")
+        if not pinned_cpus:
             parts.append(". Pinning the program to one CPU core can steady a single-threaded host phase "
                          "([measure] pin_cpus = 1)")
     else:

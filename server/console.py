@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .profilers import host_load
+
 
 def fmt_estimate(est: dict | None, unit: str, scale: float = 1.0, digits: int = 3) -> str:
     """'12.3 J [12.1, 12.6]' from an Estimate dict; '—' when absent."""
@@ -68,7 +70,13 @@ def profile_table(result: dict, title: str) -> Table:
         t.add_row("Protocol", str(result["protocol"]))
     if (result.get("host_cpus") or {}).get("note"):
         t.add_row("Host CPUs", result["host_cpus"]["note"])
+    if _host_load_line(result):
+        t.add_row("Host load", _host_load_line(result))
     return t
+
+
+def _host_load_line(result: dict) -> str:
+    return host_load.line(host_load.HostLoad.from_dict(result["host"])) if result.get("host") else ""
 
 
 def kernels_table(kernels: dict) -> Table:
@@ -116,8 +124,13 @@ def compare_table(result: dict, a_label: str, b_label: str) -> Table:
     na = len(a.get("trials") or []) or (a.get("energy_j") or {}).get("n")
     nb = len(b.get("trials") or []) or (b.get("energy_j") or {}).get("n")
     t.add_row("Trials", str(na), str(nb), "")
+    captions = []
     if (result.get("host_cpus") or {}).get("note"):
-        t.caption = f"Host CPUs: {result['host_cpus']['note']}"
+        captions.append(f"Host CPUs: {result['host_cpus']['note']}")
+    if _host_load_line(result):
+        captions.append(f"Host load: {_host_load_line(result)}")
+    if captions:
+        t.caption = "\n".join(captions)
         t.caption_justify = "left"
     return t
 
