@@ -2,7 +2,8 @@
 
 When a run's energy follows its wall time, the GPU waited through a host phase whose length varied
 (spread.py). Two host figures over the same span say more about why: a load average above the
-number of CPUs means other work competed for them; steal time means a virtual machine's CPUs were
+number of CPUs, besides the measured program, means other work competed for them (it is a one-minute
+average, so a build just before counts too); steal time means a virtual machine's CPUs were
 given to other guests. Neither is the only cause (a host CPU whose speed varies shows in neither),
 so they are reported as what was seen, not as the explanation. Linux only: elsewhere both are None.
 """
@@ -93,7 +94,7 @@ def busy_note(load: HostLoad) -> str | None:
     """What about the host could lengthen a host phase, in words; None when nothing stood out."""
     notes = []
     loads = [x for x in (load.load_1m_start, load.load_1m_end) if x is not None]
-    if loads and max(loads) >= load.cpus:
+    if loads and max(loads) >= load.cpus + 1:  # the program under measurement is one of them
         notes.append(f"the host was busy (load average up to {max(loads):.1f} on {load.cpus} CPUs)")
     if load.steal_fraction is not None and load.steal_fraction >= NOTABLE_STEAL_FRACTION:
         notes.append(f"the hypervisor gave {100 * load.steal_fraction:.0f} % of this machine's CPU time "

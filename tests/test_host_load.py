@@ -60,6 +60,9 @@ def test_only_a_busy_host_or_notable_steal_is_worth_a_note():
     assert note == ("the host was busy (load average up to 20.5 on 16 CPUs) and the hypervisor gave 6 % of "
                     "this machine's CPU time to other guests")
     assert host_load.busy_note(HostLoad(cpus=4, load_1m_start=None, load_1m_end=None, steal_fraction=None)) is None
+    # The measured program itself keeps one CPU busy: on 2 CPUs a load of 2 is not yet a busy host.
+    assert host_load.busy_note(HostLoad(cpus=2, load_1m_start=0.5, load_1m_end=2.0, steal_fraction=0.0)) is None
+    assert "busy" in host_load.busy_note(HostLoad(cpus=2, load_1m_start=0.5, load_1m_end=3.0, steal_fraction=0.0))
     assert host_load.line(HostLoad(cpus=4, load_1m_start=None, load_1m_end=None, steal_fraction=None)) == ""
 
 
