@@ -315,6 +315,36 @@ def _records(paths: list[Path], *phases: str) -> Iterator[dict]:
                 yield record
 
 
+XX_TARGET_HALF_WIDTH = 0.02
+XX_TARGET_WALL_S = 90.0
+XX_MIN_TRIALS = 5  # the protocol's minimum: a bootstrap interval from fewer runs comes out too narrow
+
+
+def summarize_xx(paths: list[Path]) -> str:
+    """Each `compare X X` record against target (1): "no detectable difference", CI half-width <= 2 % from
+    at least 5 trials per side, <= 90 s (the whole comparison, build included); then per program, how
+    many comparisons met it."""
+    rows, met_by_program = [], {}
+    for path in paths:
+        for r in _records([path], "xx"):
+            half = r.get("ci_half_width")
+            met = r.get("kind") == "same" and half is not None and half <= XX_TARGET_HALF_WIDTH \
+                and min(r["a_trials"], r["b_trials"]) >= XX_MIN_TRIALS and r["elapsed_s"] <= XX_TARGET_WALL_S
+            met_by_program.setdefault(r["program"], []).append(met)
+            pinned = ", ".join(map(str, r.get("pinned_cpus") or [])) or "no"
+            width = f"{100 * half:.1f} %" if half is not None else "—"
+            rows.append(f"| {r['program']} | {path.parent.name} | {pinned} | {r.get('kind')} | {r['ratio']:.3f} "
+                        f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {width} | {r['a_trials']} | "
+                        f"{r['elapsed_s']:.0f} s | {'yes' if met else 'no'} |")
+    if not rows:
+        return ""
+    rollup = "; ".join(f"{program} {sum(m)} of {len(m)}" for program, m in sorted(met_by_program.items()))
+    return "\n".join(["| program | results folder | pinned to | verdict | B/A [95 % CI] | half-width | trials per side "
+                      "| wall | target met |", "|---|---|---|---|---|---:|---:|---:|---|", *rows, "",
+                      f"target (1) met (same, <= +-2 % from >= 5 trials per side, <= 90 s), comparisons per "
+                      f"program: {rollup}"])
+
+
 def summarize_known(paths: list[Path]) -> str:
     """Per program and level: comparisons, "more" verdicts, planted inside the CI; then all pooled."""
     cells: dict[tuple[str, int], list[dict]] = {}
@@ -446,8 +476,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phase", choices=["xx", "known", "lassi", "overhead"])
     p.add_argument("--summarize", type=Path, nargs="+", metavar="JSONL",
-                   help="print the known-answer records of these files per program and level, and pooled; "
-                        "and their overhead records")
+                   help="print the compare X X records of these files against target (1), the known-answer "
+                        "records per program and level and pooled, the overhead records and the lassi-ee ones")
     p.add_argument("--programs", default="all")
     p.add_argument("--hec", type=Path, default=None, help="HeCBench src/ folder (fetched separately)")
     p.add_argument("--repeat", type=int, default=5)
@@ -463,10 +493,11 @@ def main() -> int:
                         "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
     if args.summarize:
-        sections = [s for s in (summarize_known(args.summarize), summarize_overhead(args.summarize),
-                                 summarize_lassi(args.summarize)) if s]
-        print("\n\n".join(sections) or "nothing to summarize in these files: no known-answer records of the "
-              "burner-on-both-sides design, no overhead records, no lassi repeat with both X and X+10 %")
+        sections = [s for s in (summarize_xx(args.summarize), summarize_known(args.summarize),
+                                 summarize_overhead(args.summarize), summarize_lassi(args.summarize)) if s]
+        print("\n\n".join(sections) or "nothing to summarize in these files: no compare X X records, no "
+              "known-answer records of the burner-on-both-sides design, no overhead records, no lassi repeat "
+              "with both X and X+10 %")
         return 0
     if args.phase is None:
         p.error("give --phase, or --summarize with result files")

@@ -48,8 +48,9 @@ def test_files_without_current_records_say_so(tmp_path: Path):
     empty.write_text(json.dumps({"phase": "calibration"}) + "\n")
     out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(empty)], capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    assert out.strip() == ("nothing to summarize in these files: no known-answer records of the "
-                           "burner-on-both-sides design, no overhead records, no lassi repeat with both X and X+10 %")
+    assert out.strip() == ("nothing to summarize in these files: no compare X X records, no known-answer records "
+                           "of the burner-on-both-sides design, no overhead records, no lassi repeat with both X and "
+                           "X+10 %")
 
 
 def test_without_a_phase_or_files_it_says_what_to_give():
