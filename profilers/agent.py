@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import host_load
 from .device import FAKE_GPU_ENV, DeviceError, GpuDevice, open_devices
 from .gpu_lock import GpuBusy, GpuLock, LockWaitCancelled, lock_key
 from .jobs import VISIBLE_DEVICES_ENV, JobDir, ProgramSpec, SpecError, gpu_arch, job_env, run_build
@@ -384,7 +385,10 @@ class Agent:
         report = Reporter(self, job.job_id)
         with self.gpu(device, job, report, params):  # another job's load would spoil the idle figures
             report("probe", f"watching the sensors of GPU {device.info.index} for {duration_s:.1f} s")
-            return probe_device(device, float(duration_s)).to_dict()
+            start = host_load.snapshot()
+            result = probe_device(device, float(duration_s)).to_dict()
+            # What the host did meanwhile: a busy host or a VM losing CPU time spreads host phases.
+            return {**result, "host": host_load.between(start, host_load.snapshot()).to_dict()}
 
     def build(self, params: dict[str, Any], job: Job | None) -> dict[str, Any]:
         assert job is not None

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import ConfigError, find_config_file, load_config
+from .profilers import host_load
 from .runner import AgentClient, AgentError
 
 LLM_KEYS = {
@@ -59,12 +60,25 @@ def _agent_rows(where: str, prefix: list[str] | None, probe_s: float) -> tuple[l
                 idx = dev.get("index", 0)
                 probe = agent.call("probe", {"device": idx, "duration_s": probe_s}, timeout_s=120 + probe_s)
                 rows += _device_rows(f"{where}: GPU {idx}", dev, probe)
+            if probe.get("host"):  # over the last GPU's watch; an older agent sends none
+                rows.append(_host_row(where, probe["host"]))
             return rows, True
     except AgentError as e:
         next_step = ("check that `wattson` is installed and on PATH there: "
                      f"{' '.join(prefix)} wattson doctor" if prefix else "reinstall wattson: pip install -e .")
         rows.append(_row(f"{where}: agent", "missing", e.message, next_step))
         return rows, False
+
+
+def _host_row(where: str, host: dict) -> dict:
+    """The host's load and steal while the sensors were watched: a busy host spreads host phases."""
+    load = host_load.HostLoad.from_dict(host)
+    busy = host_load.busy_note(load)
+    if busy:
+        return _row(f"{where}: host", "warn", f"{host_load.line(load)}: {busy}",
+                    "programs with CPU phases will measure with a wider spread here: measure when the host "
+                    "is quieter, on another node, or with --pin-cpus 1")
+    return _row(f"{where}: host", "ok", host_load.line(load) or "load and steal not reported on this system")
 
 
 def _device_rows(label: str, dev: dict, probe: dict) -> list[dict]:

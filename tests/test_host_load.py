@@ -97,3 +97,23 @@ def test_profile_and_compare_report_the_host_load(tmp_path, cli_env, fake_gpu):
     proc = run_wattson(["profile", str(folder / "app.cu")], cli_env)
     assert proc.returncode == 0, proc.stderr
     assert "Host load" in proc.stdout and "load average" in proc.stdout and "steal" in proc.stdout  # may wrap
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="no /proc/stat here")
+def test_doctor_says_what_the_host_did_while_it_watched_the_sensors(cli_env, fake_gpu):
+    proc = run_wattson(["doctor", "--json", "--probe-s", "0.5"], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    host = [r for r in json.loads(proc.stdout)["rows"] if r["item"] == "local: host"]
+    assert len(host) == 1 and "load average" in host[0]["detail"] and "hypervisor steal" in host[0]["detail"]
+
+
+def test_a_busy_host_is_a_warning_with_what_to_do():
+    from wattson.doctor import _host_row
+
+    row = _host_row("remote (ssh gpu01)", {"cpus": 8, "load_1m_start": 12.0, "load_1m_end": 12.5,
+                                           "steal_fraction": 0.0})
+    assert row["status"] == "warn" and row["item"] == "remote (ssh gpu01): host"
+    assert "the host was busy (load average up to 12.5 on 8 CPUs)" in row["detail"]
+    assert "--pin-cpus 1" in row["next"]
+    quiet = _host_row("local", {"cpus": 8, "load_1m_start": 0.1, "load_1m_end": 0.2, "steal_fraction": 0.0})
+    assert quiet["status"] == "ok" and quiet["next"] == ""
