@@ -117,6 +117,9 @@ def test_profile_a_real_program(device, program):
     assert result.avg_power_w > result.idle_power_w  # the kernel draws more than an idle GPU
     assert result.peak_power_w is not None and result.peak_power_w >= result.avg_power_w
     assert all(len(t.timeline) > 10 for t in result.trials)
+    # What the host did over the measurement, as read on a real GPU host (a VM shows its steal).
+    assert result.host is not None and result.host.cpus > 0 and result.host.load_1m_start is not None
+    print("host:", result.host.to_dict())
 
 
 def test_compare_a_program_with_itself(device, program):
