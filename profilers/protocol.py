@@ -380,7 +380,7 @@ class _Session:
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started_s
 
-    def host_load(self) -> host_load.HostLoad:
+    def host_so_far(self) -> host_load.HostLoad:
         """The host's load average and steal time from the session's start until now."""
         return host_load.between(self.host_start, host_load.snapshot())
 
@@ -575,7 +575,7 @@ def _summarize(series: _Series, *, protocol: str, device: GpuDevice | None, sess
         state_end=series.runs[-1].state_end if series.runs else None,
         wall_s=session.elapsed_s(),
         budget=session.budget.to_dict(),
-        host=session.host_load(),
+        host=session.host_so_far(),
     )
 
 
@@ -607,7 +607,7 @@ def _spread_warnings(sides: list[_Series], session: _Session, stopped: str, half
     return [spread.explain(found, idle_w=session.idle_w, trials_done=n_done, half_width=half_width,
                            target_half_width=budget.target_ci_half_width,
                            seconds_per_trial=sum(session.trial_costs_s) / max(n_done, 1),
-                           pinned_cpus=budget.pin_cpus, host_note=host_load.busy_note(session.host_load()))]
+                           pinned_cpus=budget.pin_cpus, host_note=host_load.busy_note(session.host_so_far()))]
 
 
 # --- the two entry points -------------------------------------------------------------------------
@@ -757,7 +757,7 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
         idle_power_w=session.idle_w,
         wall_s=session.elapsed_s(),
         budget=session.budget.to_dict(),
-        host=session.host_load(),
+        host=session.host_so_far(),
     )
 
 

@@ -70,8 +70,8 @@ def profile_table(result: dict, title: str) -> Table:
         t.add_row("Protocol", str(result["protocol"]))
     if (result.get("host_cpus") or {}).get("note"):
         t.add_row("Host CPUs", result["host_cpus"]["note"])
-    if _host_load_line(result):
-        t.add_row("Host load", _host_load_line(result))
+    if host_line := _host_load_line(result):
+        t.add_row("Host load", host_line)
     return t
 
 
@@ -127,8 +127,8 @@ def compare_table(result: dict, a_label: str, b_label: str) -> Table:
     captions = []
     if (result.get("host_cpus") or {}).get("note"):
         captions.append(f"Host CPUs: {result['host_cpus']['note']}")
-    if _host_load_line(result):
-        captions.append(f"Host load: {_host_load_line(result)}")
+    if host_line := _host_load_line(result):
+        captions.append(f"Host load: {host_line}")
     if captions:
         t.caption = "\n".join(captions)
         t.caption_justify = "left"
