@@ -108,6 +108,8 @@ def explain(spread: TimeBoundSpread, *, idle_w: float | None, trials_done: int, 
         parts.append("): the GPU work itself took longer in some runs (clocks, throttling or other work "
                      "on the GPU)")
     n = trials_needed(trials_done, half_width, target_half_width)
+    # The budget that would allow it, rounded up to whole minutes: the knobs to turn, by their names.
+    wall_s = 60 * max(1, math.ceil(n * seconds_per_trial / 60))
     parts.append(f"; a +-{100 * target_half_width:.1f} % interval would take about {n} trials per side "
-                 f"(~{max(1, round(n * seconds_per_trial / 60))} min)")
+                 f"(~{wall_s // 60} min: max_trials = {n}, max_wall_s = {wall_s})")
     return "".join(parts)

@@ -27,7 +27,7 @@ def test_a_host_phase_of_varying_length_is_named():
                    seconds_per_trial=5.0)
     assert "the GPU mostly waits" in text and "host phase" in text and "pin_cpus = 1" in text
     assert "79 W idle" in text and "median run power of" in text
-    assert "about 200 trials per side" in text and "(~17 min)" in text
+    assert "about 200 trials per side (~17 min: max_trials = 200, max_wall_s = 1020)" in text
 
 
 def test_post_work_waiting_above_idle_still_counts_as_waiting():
