@@ -34,7 +34,7 @@ from statistics import median, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wattson.profilers.stats import ratio_of_medians, verdict_from_ratio  # noqa: E402
+from wattson.profilers.stats import estimate, ratio_of_medians, verdict_from_ratio  # noqa: E402
 
 
 def pooled_runs(paths: list[Path], program: str) -> list[float]:
@@ -95,6 +95,16 @@ def coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Rando
     return inside / repeats
 
 
+def paired_coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Random) -> float:
+    """Coverage of the interval of a median of n per-pair ratios (the overhead phase's paired column):
+    each pair's ratio drawn around the true one with the given CV."""
+    inside = 0
+    for k in range(repeats):
+        e = estimate([rng.gauss(ratio, cv * ratio) for _ in range(n)], resamples=500, seed=k)
+        inside += e.ci_low <= ratio <= e.ci_high
+    return inside / repeats
+
+
 def adaptive_coverage(min_trials: int, *, ratio: float, cv: float, repeats: int, target: float,
                       max_trials: int, rng: random.Random) -> tuple[float, float]:
     """(coverage, mean trials per side) under the stop-when-narrow rule."""
@@ -120,6 +130,9 @@ def main() -> int:
     p.add_argument("--from-runs", type=Path, nargs="+", metavar="JSONL",
                    help="draw trials from a program's measured runs in these result files (with --program)")
     p.add_argument("--program", default=None, help="--from-runs: whose runs")
+    p.add_argument("--paired", action="store_true",
+                   help="the median of per-pair ratios instead (--trials: pairs), as the overhead phase's "
+                        "paired column computes it")
     args = p.parse_args()
     cvs = [float(v) for v in args.cv.split(",")]
     ratios = [float(v) for v in args.ratio.split(",")]
@@ -153,10 +166,12 @@ def main() -> int:
                 print(f"| {100 * cv:g} % | {m} | {100 * cov:.1f} % | {mean_n:.1f} |")
         return 0
     rng = random.Random(1)
-    print("| CV | trials per side | coverage of the 95 % interval |\n|---:|---:|---:|")
+    count = "pairs" if args.paired else "trials per side"
+    print(f"| CV | {count} | coverage of the 95 % interval |\n|---:|---:|---:|")
     for cv in cvs:
         for n in (int(v) for v in args.trials.split(",")):
-            cov = coverage(n, ratio=ratios[0], cv=cv, repeats=args.repeats, rng=rng)
+            cov = (paired_coverage if args.paired else coverage)(n, ratio=ratios[0], cv=cv, repeats=args.repeats,
+                                                                 rng=rng)
             print(f"| {100 * cv:g} % | {n} | {100 * cov:.1f} % |")
     return 0
 

@@ -22,6 +22,17 @@ def test_fixed_counts_give_one_row_per_count():
     assert all(0.0 <= float(r[2].removesuffix(" %")) <= 100.0 for r in rows)
 
 
+def test_paired_mode_checks_the_median_of_per_pair_ratios():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--paired", "--trials", "8,16", "--cv", "0.005",
+                          "--ratio", "1.003", "--repeats", "200"], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    assert "| CV | pairs |" in out
+    rows = run("--paired", "--trials", "8,16", "--cv", "0.005", "--ratio", "1.003", "--repeats", "200")
+    assert [r[1] for r in rows] == ["8", "16"]
+    # Near its nominal 95 % (a percentile bootstrap of a median from few values runs a little short).
+    assert all(85.0 <= float(r[2].removesuffix(" %")) <= 99.0 for r in rows), rows
+
+
 def test_adaptive_rule_stops_at_the_minimum_when_trials_are_tight():
     # CV 0.2 %: the interval is narrower than 2 % from the first allowed stop.
     rows = run("--adaptive", "5,7", "--cv", "0.002", "--repeats", "10")

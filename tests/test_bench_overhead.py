@@ -100,6 +100,8 @@ def test_summary_recomputes_each_interval_and_says_whether_one_percent_is_shown(
         {"phase": "overhead", "program": "floydwarshall", "sample_period_s": 0.02, "pinned_cpus": [],
          "plain_s": [1.0, 1.2, 0.8, 1.0, 1.0], "sampled_s": [1.0, 1.2, 0.8, 1.0, 1.0]},
         {"phase": "overhead", "program": "histogram", "error": "the warm-up run exited with code 1: FAIL\nmore"},
+        {"phase": "overhead", "program": "drifting", "sample_period_s": 0.02, "pinned_cpus": [15],
+         "plain_s": [1.0, 1.2, 0.8, 1.1, 0.9], "sampled_s": [1.003, 1.2036, 0.8024, 1.1033, 0.9027]},
         {"phase": "known", "program": "nbody"},  # another phase's record: not in this table
     ]
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
@@ -110,10 +112,15 @@ def test_summary_recomputes_each_interval_and_says_whether_one_percent_is_shown(
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
             for line in out.splitlines() if line.startswith("| ") and not line.startswith("| program")}
     assert rows["layout"] == ["layout", "20 ms", "no", "3", "1.000", "1.005", "+0.5 %", "[+0.5, +0.5]",
-                              "yes (fewer than 5 pairs: the interval runs narrow)"]
-    assert rows["nbody"][1:4] == ["20 ms", "15", "5"] and rows["nbody"][-1] == "yes"
-    assert rows["colorwheel"][1] == "100 ms" and rows["colorwheel"][-3:] == ["+5.0 %", "[+5.0, +5.0]",
+                              "yes (fewer than 5 pairs: the interval runs narrow)", "—",
+                              "— (first form: the plain run always first)"]
+    assert rows["nbody"][1:4] == ["20 ms", "15", "5"] and rows["nbody"][8] == rows["nbody"][10] == "yes"
+    assert rows["colorwheel"][1] == "100 ms" and rows["colorwheel"][6:9] == ["+5.0 %", "[+5.0, +5.0]",
                                                                                "no: above 1 %"]
-    assert rows["floydwarshall"][-1] == "not shown: interval too wide"
+    assert rows["floydwarshall"][8] == "not shown: interval too wide"
+    # A host that drifts between pairs: each pair's ratio is +0.3 %, the sides' medians are not comparable
+    # alone. Unpaired, the interval is wide; paired, the drift cancels within each pair.
+    assert rows["drifting"][8] == "not shown: interval too wide"
+    assert rows["drifting"][9:] == ["+0.30 % [+0.30, +0.30]", "yes"]
     assert "failed, no figure: histogram: the warm-up run exited with code 1: FAIL" in out
     assert "known" not in out and "planted" not in out  # no known-answer section without current records
