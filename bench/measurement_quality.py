@@ -103,7 +103,7 @@ def summary(result: dict) -> dict:
         return {k: d.get(k) for k in ("median", "ci_low", "ci_high", "n")} if d else None
 
     out = {"wall_s": result.get("wall_s"), "warnings": result.get("warnings"),
-           "pinned_cpus": (result.get("host_cpus") or {}).get("pinned")}
+           "pinned_cpus": (result.get("host_cpus") or {}).get("pinned"), "host": result.get("host")}
     if "energy_ratio" in result:
         v = result["energy_ratio"]
         out.update(kind=v.get("kind"), ratio=v.get("ratio"), ci_low=v.get("ci_low"), ci_high=v.get("ci_high"),

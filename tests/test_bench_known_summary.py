@@ -65,9 +65,12 @@ def test_a_comparisons_runs_keep_each_trials_clock_at_its_edges():
     trial = {"energy_mj": 368_000.0, "duration_s": 2.56, "host_cpu_s": 2.5,
              "state_start": {"sm_clock_mhz": 345}, "state_end": {"sm_clock_mhz": 1980},
              "throttle_reasons_seen": ["sw_power_cap"]}
+    host = {"cpus": 16, "load_1m_start": 0.2, "load_1m_end": 1.1, "steal_fraction": 0.004}
     result = {"energy_ratio": {"kind": "same", "ratio": 1.0, "ci_low": 0.99, "ci_high": 1.01, "text": ""},
-              "a": {"trials": [trial]}, "b": {"trials": [{"duration_s": 2.2}]}}
-    runs = mq.summary(result)["runs"]
+              "a": {"trials": [trial]}, "b": {"trials": [{"duration_s": 2.2}]}, "host": host}
+    record = mq.summary(result)
+    assert record["host"] == host  # what the host did over the comparison, kept beside the runs
+    runs = record["runs"]
     assert runs["a"] == [{"energy_j": 368.0, "duration_s": 2.56, "host_cpu_s": 2.5, "sm_clock_start_mhz": 345,
                           "sm_clock_end_mhz": 1980, "throttle_reasons_seen": ["sw_power_cap"]}]
     # A trial without a reading keeps its place, with nothing made up.
