@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .profilers import host_load
 from .refactor.selection import percent_change, ratio_with_ci
 
 if TYPE_CHECKING:
@@ -167,6 +168,8 @@ def _energy_section(r: OptimizeReport) -> list[str]:
         f"| energy-delay product | {_est(a.get('edp_js'), 'J·s')} | {_est(b.get('edp_js'), 'J·s')} | |",
         f"| trials | {len(a.get('trials') or [])} | {len(b.get('trials') or [])} | |",
     ]
+    if compare.get("host"):  # was the measuring machine quiet? A reviewer weighs the interval by it
+        lines += ["", f"Host during the comparison: {host_load.line(host_load.HostLoad.from_dict(compare['host']))}."]
     warnings = list(compare.get("warnings") or [])
     if warnings:
         lines += ["", "Measurement notes:"] + [f"- {_md(w)}" for w in warnings]

@@ -43,6 +43,7 @@ COMPARE = {
     "time_ratio": est(0.733, 0.72, 0.75),
     "power_ratio": est(1.17, 1.15, 1.19),
     "warnings": [],
+    "host": {"cpus": 16, "load_1m_start": 0.3, "load_1m_end": 1.2, "steal_fraction": 0.0},
 }
 KERNELS_BEFORE = {
     "kernels": [
@@ -127,6 +128,7 @@ def test_the_report_has_every_section_a_reviewer_needs(tmp_path):
         "| time | 3 s | 2.2 s | −26.7 % [−28.0, −25.0] |",
         "average power",
         "energy-delay product",
+        "Host during the comparison: load average 0.3 -> 1.2 on 16 CPUs · hypervisor steal 0.0 %.",
         "![power timeline](power-timeline.png)",
         "| `jacobi_sweep` | 7000 → 7000 | 2500.0 ms → 700.0 ms | 93 % → 80 % |",
         "`[CUDA memcpy HtoD]` (gone)",
