@@ -26,30 +26,29 @@ idealized one; runs are drawn independently, so drift within a comparison is not
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
 from statistics import median, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from measurement_quality import read_results  # noqa: E402
 from wattson.profilers.stats import estimate, ratio_of_medians, verdict_from_ratio  # noqa: E402
 
 
 def pooled_runs(paths: list[Path], program: str) -> list[float]:
     """Energies of a program's measured runs, each side of each comparison divided by its own median."""
     pool: list[float] = []
-    for path in paths:
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("program") != program or not record.get("runs"):
-                continue
-            for side in ("a", "b"):
-                energies = [run["energy_j"] for run in record["runs"].get(side) or [] if run.get("energy_j")]
-                if len(energies) >= 2:
-                    mid = median(energies)
-                    pool += [e / mid for e in energies]
+    for record in (r.record for r in read_results(paths)):
+        if record.get("program") != program or not record.get("runs"):
+            continue
+        for side in ("a", "b"):
+            energies = [run["energy_j"] for run in record["runs"].get(side) or [] if run.get("energy_j")]
+            if len(energies) >= 2:
+                mid = median(energies)
+                pool += [e / mid for e in energies]
     return pool
 
 

@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from measurement_quality import cv, target_for  # noqa: E402
 from wattson.profilers.cpu_pinning import thread_bound_to  # noqa: E402
 from wattson.profilers.device import GpuDevice, open_devices  # noqa: E402
-from wattson.profilers.host_load import steal_s  # noqa: E402
+from wattson.profilers.host_load import steal_by_cpu_s  # noqa: E402
 from wattson.profilers.jobs import JobDir, ProgramSpec, gpu_arch, job_env, run_build  # noqa: E402
 
 
@@ -86,7 +86,8 @@ def clock_summary(readings: list[int]) -> dict | None:
 
 def steal_now(cpus: list[int]) -> tuple[float | None, float | None]:
     """Steal so far over all CPUs, and on the one CPU a pinned run is bound to (None when not pinned to one)."""
-    return steal_s(), (steal_s(cpu=cpus[0]) if len(cpus) == 1 else None)
+    steal = steal_by_cpu_s()
+    return steal.get("cpu"), (steal.get(f"cpu{cpus[0]}") if len(cpus) == 1 else None)
 
 
 def steal_delta_s(before: float | None, after: float | None) -> float | None:

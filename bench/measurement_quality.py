@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, median, stdev
 
@@ -306,36 +307,42 @@ def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _records(paths: list[Path], *phases: str) -> Iterator[dict]:
-    """The JSON-line records of these phases in these result files, in order."""
-    for path in paths:
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("phase") in phases:
-                yield record
+@dataclass(frozen=True)
+class ResultRecord:
+    folder: str  # the results folder it came from, e.g. 2026-12-07-h100: the date and the device
+    record: dict
+
+
+def read_results(paths: list[Path]) -> list[ResultRecord]:
+    """Every JSON-line record of these result files, in order, read once for all the summaries."""
+    return [ResultRecord(path.parent.name, json.loads(line)) for path in paths
+            for line in path.read_text().splitlines()]
+
+
+def of_phases(results: list[ResultRecord], *phases: str) -> Iterator[dict]:
+    return (r.record for r in results if r.record.get("phase") in phases)
 
 
 XX_TARGET_HALF_WIDTH = 0.02
 XX_TARGET_WALL_S = 90.0
-XX_MIN_TRIALS = 5  # the protocol's minimum: a bootstrap interval from fewer runs comes out too narrow
+MIN_VALUES_FOR_INTERVAL = 5  # the protocol's minimum: a bootstrap interval from fewer runs comes out too narrow
 
 
-def summarize_xx(paths: list[Path]) -> str:
+def summarize_xx(results: list[ResultRecord]) -> str:
     """Each `compare X X` record against target (1): "no detectable difference", CI half-width <= 2 % from
     at least 5 trials per side, <= 90 s (the whole comparison, build included); then per program, how
     many comparisons met it."""
     rows, met_by_program = [], {}
-    for path in paths:
-        for r in _records([path], "xx"):
-            half = r.get("ci_half_width")
-            met = r.get("kind") == "same" and half is not None and half <= XX_TARGET_HALF_WIDTH \
-                and min(r["a_trials"], r["b_trials"]) >= XX_MIN_TRIALS and r["elapsed_s"] <= XX_TARGET_WALL_S
-            met_by_program.setdefault(r["program"], []).append(met)
-            pinned = ", ".join(map(str, r.get("pinned_cpus") or [])) or "no"
-            width = f"{100 * half:.1f} %" if half is not None else "—"
-            rows.append(f"| {r['program']} | {path.parent.name} | {pinned} | {r.get('kind')} | {r['ratio']:.3f} "
-                        f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {width} | {r['a_trials']} | "
-                        f"{r['elapsed_s']:.0f} s | {'yes' if met else 'no'} |")
+    for folder, r in ((x.folder, x.record) for x in results if x.record.get("phase") == "xx"):
+        half = r.get("ci_half_width")
+        met = r.get("kind") == "same" and half is not None and half <= XX_TARGET_HALF_WIDTH \
+            and min(r["a_trials"], r["b_trials"]) >= MIN_VALUES_FOR_INTERVAL and r["elapsed_s"] <= XX_TARGET_WALL_S
+        met_by_program.setdefault(r["program"], []).append(met)
+        pinned = ", ".join(map(str, r.get("pinned_cpus") or [])) or "no"
+        width = f"{100 * half:.1f} %" if half is not None else "—"
+        rows.append(f"| {r['program']} | {folder} | {pinned} | {r.get('kind')} | {r['ratio']:.3f} "
+                    f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {width} | {r['a_trials']} | "
+                    f"{r['elapsed_s']:.0f} s | {'yes' if met else 'no'} |")
     if not rows:
         return ""
     rollup = "; ".join(f"{program} {sum(m)} of {len(m)}" for program, m in sorted(met_by_program.items()))
@@ -345,11 +352,11 @@ def summarize_xx(paths: list[Path]) -> str:
                       f"program: {rollup}"])
 
 
-def summarize_known(paths: list[Path]) -> str:
+def summarize_known(results: list[ResultRecord]) -> str:
     """Per program and level: comparisons, "more" verdicts, planted inside the CI; then all pooled."""
     cells: dict[tuple[str, int], list[dict]] = {}
     earlier_design = 0
-    for record in _records(paths, "known"):
+    for record in of_phases(results, "known"):
         if "extra_iterations" not in record:  # the burner on B's side only: another planted size
             earlier_design += 1
             continue
@@ -387,10 +394,11 @@ def _one_percent_shown(ratio, pairs: int) -> str:
         verdict = "no: above 1 %"
     else:
         verdict = "not shown: interval too wide"
-    return verdict + (" (fewer than 5 pairs: the interval runs narrow)" if pairs < 5 else "")
+    narrow = pairs < MIN_VALUES_FOR_INTERVAL
+    return verdict + (f" (fewer than {MIN_VALUES_FOR_INTERVAL} pairs: the interval runs narrow)" if narrow else "")
 
 
-def summarize_overhead(paths: list[Path]) -> str:
+def summarize_overhead(results: list[ResultRecord]) -> str:
     """Per overhead record: medians, the overhead with its interval recomputed from the raw run times (so
     records of the phase's first form, which stored no interval, read the same), and whether <= 1 % is shown.
 
@@ -401,7 +409,7 @@ def summarize_overhead(paths: list[Path]) -> str:
     from wattson.profilers.stats import estimate, ratio_of_medians
 
     rows, failed = [], []
-    for record in _records(paths, "overhead"):
+    for record in of_phases(results, "overhead"):
         if "error" in record:
             failed.append(f"{record['program']}: {record['error'].splitlines()[0] if record['error'] else ''}")
             continue
@@ -430,13 +438,13 @@ def summarize_overhead(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def summarize_lassi(paths: list[Path]) -> str:
+def summarize_lassi(results: list[ResultRecord]) -> str:
     """Per program: the paper's one-run figures beside the same runs' counter and Wattson's own figure.
 
     Spread is the coefficient of variation of X's figures; bias is the median over repeats of
     (X+10 %'s figure / X's figure of the same repeat) minus the planted ratio, in points."""
     programs: dict[str, dict] = {}
-    for record in _records(paths, "lassi-reference", "lassi"):
+    for record in of_phases(results, "lassi-reference", "lassi"):
         p = programs.setdefault(record["program"], {"references": [], "runs": {}})
         if record["phase"] == "lassi-reference":  # each run of the phase starts with one; repeats restart at 0
             p["references"].append(record)
@@ -508,8 +516,9 @@ def main() -> int:
                         "(LOW,HIGH: the slope's interval; without them the slope counts as exact)")
     args = p.parse_args()
     if args.summarize:
-        sections = [s for s in (summarize_xx(args.summarize), summarize_known(args.summarize),
-                                 summarize_overhead(args.summarize), summarize_lassi(args.summarize)) if s]
+        results = read_results(args.summarize)
+        sections = [s for s in (summarize_xx(results), summarize_known(results), summarize_overhead(results),
+                                summarize_lassi(results)) if s]
         print("\n\n".join(sections) or "nothing to summarize in these files: no compare X X records, no "
               "known-answer records of the burner-on-both-sides design, no overhead records, no lassi repeat "
               "with both X and X+10 %")

@@ -20,20 +20,27 @@ STEAL_COLUMN = 8  # cpu user nice system idle iowait irq softirq steal ... (proc
 NOTABLE_STEAL_FRACTION = 0.02
 
 
+def steal_by_cpu_s(stat_path: Path = PROC_STAT) -> dict[str, float]:
+    """Cumulative steal time since boot (seconds) per /proc/stat line: "cpu" for all CPUs, "cpu3" for one;
+    empty where it is not reported. One read for every figure a caller needs at that moment."""
+    try:
+        lines = stat_path.read_text().splitlines()
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return {}
+    steal = {}
+    for fields in (line.split() for line in lines):
+        if fields and fields[0].startswith("cpu") and len(fields) > STEAL_COLUMN:
+            try:
+                steal[fields[0]] = int(fields[STEAL_COLUMN]) / ticks
+            except ValueError:
+                continue
+    return steal
+
+
 def steal_s(stat_path: Path = PROC_STAT, cpu: int | None = None) -> float | None:
     """Cumulative steal time since boot (seconds), over all CPUs or of one; None where it is not reported."""
-    label = "cpu" if cpu is None else f"cpu{cpu}"
-    try:
-        with stat_path.open() as f:
-            fields = next((line.split() for line in f if line.startswith(label + " ")), [])
-    except OSError:
-        return None
-    if len(fields) <= STEAL_COLUMN:
-        return None
-    try:
-        return int(fields[STEAL_COLUMN]) / os.sysconf("SC_CLK_TCK")
-    except (ValueError, OSError):
-        return None
+    return steal_by_cpu_s(stat_path).get("cpu" if cpu is None else f"cpu{cpu}")
 
 
 def load_1m() -> float | None:
@@ -88,6 +95,11 @@ def line(load: HostLoad) -> str:
     if load.steal_fraction is not None:
         parts.append(f"hypervisor steal {100 * load.steal_fraction:.1f} %")
     return " · ".join(parts)
+
+
+def line_of(host: dict | None) -> str:
+    """line() of a result's `host` dict; "" when the result has none (an older agent, lassi-ee)."""
+    return line(HostLoad.from_dict(host)) if host else ""
 
 
 def busy_note(load: HostLoad) -> str | None:

@@ -373,6 +373,7 @@ class _Session:
         self.cancel = cancel
         self.started_s = time.monotonic()
         self.host_start = host_load.snapshot()
+        self._host: host_load.HostLoad | None = None
         self.idle_w: float | None = None
         self.warnings: list[str] = []
         self.trial_costs_s: list[float] = []  # wall time per counted trial, cooldown included
@@ -381,8 +382,11 @@ class _Session:
         return time.monotonic() - self.started_s
 
     def host_so_far(self) -> host_load.HostLoad:
-        """The host's load average and steal time from the session's start until now."""
-        return host_load.between(self.host_start, host_load.snapshot())
+        """The host's load average and steal time from the session's start until the trials ended: read
+        once, when the summaries first ask, so A, B, the comparison and the spread note share one figure."""
+        if self._host is None:
+            self._host = host_load.between(self.host_start, host_load.snapshot())
+        return self._host
 
     def report(self, message: str, done_trials: int, total_trials: int) -> None:
         if self.progress is None:

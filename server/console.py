@@ -70,13 +70,9 @@ def profile_table(result: dict, title: str) -> Table:
         t.add_row("Protocol", str(result["protocol"]))
     if (result.get("host_cpus") or {}).get("note"):
         t.add_row("Host CPUs", result["host_cpus"]["note"])
-    if host_line := _host_load_line(result):
+    if host_line := host_load.line_of(result.get("host")):
         t.add_row("Host load", host_line)
     return t
-
-
-def _host_load_line(result: dict) -> str:
-    return host_load.line(host_load.HostLoad.from_dict(result["host"])) if result.get("host") else ""
 
 
 def kernels_table(kernels: dict) -> Table:
@@ -127,7 +123,7 @@ def compare_table(result: dict, a_label: str, b_label: str) -> Table:
     captions = []
     if (result.get("host_cpus") or {}).get("note"):
         captions.append(f"Host CPUs: {result['host_cpus']['note']}")
-    if host_line := _host_load_line(result):
+    if host_line := host_load.line_of(result.get("host")):
         captions.append(f"Host load: {host_line}")
     if captions:
         t.caption = "\n".join(captions)

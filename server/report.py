@@ -168,8 +168,8 @@ def _energy_section(r: OptimizeReport) -> list[str]:
         f"| energy-delay product | {_est(a.get('edp_js'), 'J·s')} | {_est(b.get('edp_js'), 'J·s')} | |",
         f"| trials | {len(a.get('trials') or [])} | {len(b.get('trials') or [])} | |",
     ]
-    if compare.get("host"):  # was the measuring machine quiet? A reviewer weighs the interval by it
-        lines += ["", f"Host during the comparison: {host_load.line(host_load.HostLoad.from_dict(compare['host']))}."]
+    if host_line := host_load.line_of(compare.get("host")):  # was the measuring machine quiet?
+        lines += ["", f"Host during the comparison: {host_line}."]
     warnings = list(compare.get("warnings") or [])
     if warnings:
         lines += ["", "Measurement notes:"] + [f"- {_md(w)}" for w in warnings]
