@@ -1,13 +1,21 @@
 """How often the energy-ratio interval contains the true ratio, by trials per side (no GPU needed).
 
-    python bench/ci_coverage.py [--cv 0.01] [--ratio 1.05] [--repeats 400]
+    python bench/ci_coverage.py [--cv 0.01] [--ratio 1.05] [--repeats 400] [--drift-cv 0.05] [--estimator E]
     python bench/ci_coverage.py --adaptive 5,8 --cv 0.01,0.02,0.03 --repeats 300
 
 
 Draws A and B trials from normal distributions with a known ratio of medians and the given
-coefficient of variation, computes the interval exactly as a comparison does
-(wattson.profilers.stats.ratio_of_medians), and counts how often the truth lies inside. A 95 %
-interval should contain it about 95 % of the time; fewer trials per side than 5 fall short.
+coefficient of variation, computes the interval exactly as a comparison does (the ratio of medians,
+resampled by pairs: wattson.profilers.stats.ratio_of_medians(paired=True)), and counts how often the
+truth lies inside. A 95 % interval should contain it about 95 % of the time; fewer trials per side
+than 5 fall short.
+
+--drift-cv D gives each pair its own host speed, a factor drawn around 1 with CV D that multiplies
+both trials of the pair: a host that is slower or faster for minutes at a time. --estimator picks
+the interval: `pairs` (the default, a comparison's), `unpaired` (A and B resampled independently:
+what comparisons did before 2026-12-07, and the overhead phase's unpaired column) or `pair-ratios`
+(the median of the per-pair ratios: the overhead phase's paired column), to set them side by side on
+the same draws.
 
 --adaptive MIN,... simulates the protocol's stopping rule instead of a fixed count: trials are added
 one per side until the interval's half-width reaches --target (after at least MIN trials) or
@@ -38,6 +46,17 @@ from measurement_quality import read_results  # noqa: E402
 from wattson.profilers.stats import estimate, ratio_of_medians, verdict_from_ratio  # noqa: E402
 
 
+def paired_ratio(a, b, **kw):
+    return ratio_of_medians(a, b, paired=True, **kw)
+
+
+def median_of_pair_ratios(a, b, **kw):
+    return estimate([y / x for x, y in zip(a, b, strict=True)], **kw)
+
+
+ESTIMATORS = {"pairs": paired_ratio, "unpaired": ratio_of_medians, "pair-ratios": median_of_pair_ratios}
+
+
 def pooled_runs(paths: list[Path], program: str) -> list[float]:
     """Energies of a program's measured runs, each side of each comparison divided by its own median."""
     pool: list[float] = []
@@ -52,7 +71,8 @@ def pooled_runs(paths: list[Path], program: str) -> list[float]:
     return pool
 
 
-def _stop_when_narrow(draw_pair, min_trials: int, *, target: float, max_trials: int, seed: int):
+def _stop_when_narrow(draw_pair, min_trials: int, *, target: float, max_trials: int, seed: int,
+                      estimator=paired_ratio):
     """The protocol's stopping rule: add one (A, B) pair of trials at a time until the interval's
     half-width reaches `target` (after at least `min_trials`) or `max_trials`; (interval, trials per side)."""
     a: list[float] = []
@@ -63,20 +83,20 @@ def _stop_when_narrow(draw_pair, min_trials: int, *, target: float, max_trials: 
         b.append(value_b)
         if len(a) < 2:
             continue
-        e = ratio_of_medians(a, b, resamples=400, seed=seed)
+        e = estimator(a, b, resamples=400, seed=seed)
         if (len(a) >= min_trials and e.relative_half_width <= target) or len(a) >= max_trials:
             return e, len(a)
 
 
 def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats: int, target: float,
-                    max_trials: int, rng: random.Random) -> dict[str, float]:
+                    max_trials: int, rng: random.Random, estimator=paired_ratio) -> dict[str, float]:
     """Coverage, verdict shares and mean trials per side when both sides are drawn from `pool`
     (B's draws times `ratio`), under the protocol's stop-when-narrow rule."""
     inside, trials = 0, 0
     kinds = {"less": 0, "same": 0, "more": 0}
     for k in range(repeats):
         e, n = _stop_when_narrow(lambda: (rng.choice(pool), ratio * rng.choice(pool)), min_trials,
-                                 target=target, max_trials=max_trials, seed=k)
+                                 target=target, max_trials=max_trials, seed=k, estimator=estimator)
         inside += e.ci_low <= ratio <= e.ci_high
         kinds[verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind] += 1
         trials += n
@@ -84,33 +104,28 @@ def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats
             **{kind: count / repeats for kind, count in kinds.items()}}
 
 
-def coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Random) -> float:
-    inside = 0
+def coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Random, drift_cv: float = 0.0,
+             estimator=paired_ratio) -> tuple[float, float]:
+    """(coverage, median relative half-width) of the interval from n trials per side; with drift_cv,
+    each pair's two trials share a host speed factor."""
+    inside, widths = 0, []
     for k in range(repeats):
-        a = [rng.gauss(1.0, cv) for _ in range(n)]
-        b = [rng.gauss(ratio, cv * ratio) for _ in range(n)]
-        e = ratio_of_medians(a, b, resamples=500, seed=k)
+        speeds = [rng.gauss(1.0, drift_cv) if drift_cv else 1.0 for _ in range(n)]
+        a = [s * rng.gauss(1.0, cv) for s in speeds]
+        b = [s * rng.gauss(ratio, cv * ratio) for s in speeds]
+        e = estimator(a, b, resamples=500, seed=k)
         inside += e.ci_low <= ratio <= e.ci_high
-    return inside / repeats
-
-
-def paired_coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Random) -> float:
-    """Coverage of the interval of a median of n per-pair ratios (the overhead phase's paired column):
-    each pair's ratio drawn around the true one with the given CV."""
-    inside = 0
-    for k in range(repeats):
-        e = estimate([rng.gauss(ratio, cv * ratio) for _ in range(n)], resamples=500, seed=k)
-        inside += e.ci_low <= ratio <= e.ci_high
-    return inside / repeats
+        widths.append(e.relative_half_width)
+    return inside / repeats, median(widths)
 
 
 def adaptive_coverage(min_trials: int, *, ratio: float, cv: float, repeats: int, target: float,
-                      max_trials: int, rng: random.Random) -> tuple[float, float]:
+                      max_trials: int, rng: random.Random, estimator=paired_ratio) -> tuple[float, float]:
     """(coverage, mean trials per side) under the stop-when-narrow rule."""
     inside, trials = 0, 0
     for k in range(repeats):
         e, n = _stop_when_narrow(lambda: (rng.gauss(1.0, cv), rng.gauss(ratio, cv * ratio)), min_trials,
-                                 target=target, max_trials=max_trials, seed=k)
+                                 target=target, max_trials=max_trials, seed=k, estimator=estimator)
         inside += e.ci_low <= ratio <= e.ci_high
         trials += n
     return inside / repeats, trials / repeats
@@ -129,11 +144,15 @@ def main() -> int:
     p.add_argument("--from-runs", type=Path, nargs="+", metavar="JSONL",
                    help="draw trials from a program's measured runs in these result files (with --program)")
     p.add_argument("--program", default=None, help="--from-runs: whose runs")
-    p.add_argument("--paired", action="store_true",
-                   help="the median of per-pair ratios instead (--trials: pairs), as the overhead phase's "
-                        "paired column computes it")
+    p.add_argument("--drift-cv", type=float, default=0.0,
+                   help="fixed counts: each pair's two trials share a host speed factor with this CV")
+    p.add_argument("--estimator", choices=sorted(ESTIMATORS), default="pairs",
+                   help="pairs: ratio of medians resampled by pairs (a comparison's); unpaired: A and B "
+                        "resampled independently; pair-ratios: the median of per-pair ratios")
     args = p.parse_args()
     cvs = [float(v) for v in args.cv.split(",")]
+    name = args.estimator
+    estimator = ESTIMATORS[name]
     ratios = [float(v) for v in args.ratio.split(",")]
     if len(ratios) > 1 and not args.from_runs:
         p.error("several --ratio values are for --from-runs; give one ratio here")
@@ -151,7 +170,7 @@ def main() -> int:
         for ratio in ratios:
             for m in (int(v) for v in (args.adaptive or "5").split(",")):
                 r = pooled_verdicts(pool, m, ratio=ratio, repeats=args.repeats, target=args.target,
-                                    max_trials=args.max_trials, rng=random.Random(1))
+                                    max_trials=args.max_trials, rng=random.Random(1), estimator=estimator)
                 print(f"| {ratio:.3f} | {m} | {100 * r['coverage']:.1f} % | {100 * r['less']:.1f} % | "
                       f"{100 * r['same']:.1f} % | {100 * r['more']:.1f} % | {r['mean_trials']:.1f} |")
         return 0
@@ -161,17 +180,17 @@ def main() -> int:
             for m in (int(v) for v in args.adaptive.split(",")):
                 cov, mean_n = adaptive_coverage(m, ratio=ratios[0], cv=cv, repeats=args.repeats,
                                                 target=args.target, max_trials=args.max_trials,
-                                                rng=random.Random(1))
+                                                rng=random.Random(1), estimator=estimator)
                 print(f"| {100 * cv:g} % | {m} | {100 * cov:.1f} % | {mean_n:.1f} |")
         return 0
     rng = random.Random(1)
-    count = "pairs" if args.paired else "trials per side"
-    print(f"| CV | {count} | coverage of the 95 % interval |\n|---:|---:|---:|")
+    print(f"| CV | trials per side | coverage of the 95 % interval ({name}) | median half-width |\n"
+          "|---:|---:|---:|---:|")
     for cv in cvs:
         for n in (int(v) for v in args.trials.split(",")):
-            cov = (paired_coverage if args.paired else coverage)(n, ratio=ratios[0], cv=cv, repeats=args.repeats,
-                                                                 rng=rng)
-            print(f"| {100 * cv:g} % | {n} | {100 * cov:.1f} % |")
+            cov, width = coverage(n, ratio=ratios[0], cv=cv, repeats=args.repeats, rng=rng, drift_cv=args.drift_cv,
+                                  estimator=estimator)
+            print(f"| {100 * cv:g} % | {n} | {100 * cov:.1f} % | {100 * width:.2f} % |")
     return 0
 
 

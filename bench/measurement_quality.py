@@ -107,8 +107,8 @@ def summary(result: dict) -> dict:
            "pinned_cpus": (result.get("host_cpus") or {}).get("pinned"), "host": result.get("host")}
     if "energy_ratio" in result:
         v = result["energy_ratio"]
-        out.update(kind=v.get("kind"), ratio=v.get("ratio"), ci_low=v.get("ci_low"), ci_high=v.get("ci_high"),
-                   text=v.get("text"), a_energy=est(result["a"].get("energy_j")),
+        out.update(ratio_estimator=PAIRED, kind=v.get("kind"), ratio=v.get("ratio"), ci_low=v.get("ci_low"),
+                   ci_high=v.get("ci_high"), text=v.get("text"), a_energy=est(result["a"].get("energy_j")),
                    b_energy=est(result["b"].get("energy_j")), a_time=est(result["a"].get("duration_s")),
                    a_trials=len(result["a"].get("trials") or []),
                    b_trials=len(result["b"].get("trials") or []),
@@ -325,35 +325,80 @@ def of_phases(results: list[ResultRecord], *phases: str) -> Iterator[dict]:
 
 XX_TARGET_HALF_WIDTH = 0.02
 XX_TARGET_WALL_S = 90.0
+PAIRED = "resampled by pairs"  # how a comparison's interval is made (profilers/stats.py) since 2026-12-07
 MIN_VALUES_FOR_INTERVAL = 5  # the protocol's minimum: a bootstrap interval from fewer runs comes out too narrow
+
+
+def paired_from_runs(record: dict):
+    """The ratio B/A with its interval resampled by pairs (A's k-th run with B's k-th), recomputed from a
+    record's runs for records made before comparisons did so; None without at least one pair."""
+    from wattson.profilers.stats import ratio_of_medians
+
+    runs = record.get("runs") or {}
+    pairs = [(a["energy_j"], b["energy_j"]) for a, b in zip(runs.get("a") or [], runs.get("b") or [], strict=False)
+             if a.get("energy_j") and b.get("energy_j")]
+    return ratio_of_medians([a for a, _ in pairs], [b for _, b in pairs], paired=True) if pairs else None
+
+
+def _xx_target_met(kind: str | None, half: float | None, trials: int, elapsed_s: float) -> bool:
+    return kind == "same" and half is not None and half <= XX_TARGET_HALF_WIDTH \
+        and trials >= MIN_VALUES_FOR_INTERVAL and elapsed_s <= XX_TARGET_WALL_S
 
 
 def summarize_xx(results: list[ResultRecord]) -> str:
     """Each `compare X X` record against target (1): "no detectable difference", CI half-width <= 2 % from
     at least 5 trials per side, <= 90 s (the whole comparison, build included); then per program, how
-    many comparisons met it."""
-    rows, met_by_program = [], {}
+    many comparisons met it. Records made before comparisons resampled by pairs also get that interval
+    recomputed from their runs, marked as such, and a second count read that way (records without runs
+    count as measured)."""
+    from wattson.profilers.stats import verdict_from_ratio
+
+    rows, met_by_program, met_paired_by_program, recomputed = [], {}, {}, 0
     for folder, r in ((x.folder, x.record) for x in results if x.record.get("phase") == "xx"):
         half = r.get("ci_half_width")
-        met = r.get("kind") == "same" and half is not None and half <= XX_TARGET_HALF_WIDTH \
-            and min(r["a_trials"], r["b_trials"]) >= MIN_VALUES_FOR_INTERVAL and r["elapsed_s"] <= XX_TARGET_WALL_S
+        trials = min(r["a_trials"], r["b_trials"])
+        met = _xx_target_met(r.get("kind"), half, trials, r["elapsed_s"])
         met_by_program.setdefault(r["program"], []).append(met)
+        if r.get("ratio_estimator") == PAIRED:
+            paired_cell, met_paired = "(as measured)", met
+        elif (paired := paired_from_runs(r)) is not None:
+            recomputed += 1
+            kind = verdict_from_ratio(paired.median, paired.ci_low, paired.ci_high).kind
+            met_paired = _xx_target_met(kind, paired.relative_half_width, paired.n, r["elapsed_s"])
+            paired_cell = f"{kind} {paired.median:.3f} [{paired.ci_low:.3f}, {paired.ci_high:.3f}] " \
+                          f"{100 * paired.relative_half_width:.1f} % (recomputed)"
+        else:
+            paired_cell, met_paired = "— (no runs kept)", met
+        met_paired_by_program.setdefault(r["program"], []).append(met_paired)
         pinned = ", ".join(map(str, r.get("pinned_cpus") or [])) or "no"
         width = f"{100 * half:.1f} %" if half is not None else "—"
         rows.append(f"| {r['program']} | {folder} | {pinned} | {r.get('kind')} | {r['ratio']:.3f} "
                     f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {width} | {r['a_trials']} | "
-                    f"{r['elapsed_s']:.0f} s | {'yes' if met else 'no'} |")
+                    f"{r['elapsed_s']:.0f} s | {'yes' if met else 'no'} | {paired_cell} | "
+                    f"{'yes' if met_paired else 'no'} |")
     if not rows:
         return ""
-    rollup = "; ".join(f"{program} {sum(m)} of {len(m)}" for program, m in sorted(met_by_program.items()))
-    return "\n".join(["| program | results folder | pinned to | verdict | B/A [95 % CI] | half-width | trials per side "
-                      "| wall | target met |", "|---|---|---|---|---|---:|---:|---:|---|", *rows, "",
-                      f"target (1) met (same, <= +-2 % from >= 5 trials per side, <= 90 s), comparisons per "
-                      f"program: {rollup}"])
+
+    def rollup(met_by: dict[str, list[bool]]) -> str:
+        return "; ".join(f"{program} {sum(m)} of {len(m)}" for program, m in sorted(met_by.items()))
+
+    lines = ["| program | results folder | pinned to | verdict | B/A [95 % CI] | half-width | trials per side "
+             "| wall | target met | resampled by pairs: B/A [95 % CI] | target met, paired |",
+             "|---|---|---|---|---|---:|---:|---:|---|---|---|", *rows, "",
+             f"target (1) met (same, <= +-2 % from >= 5 trials per side, <= 90 s), comparisons per "
+             f"program: {rollup(met_by_program)}"]
+    if recomputed:
+        lines.append(f"read resampled by pairs, recomputed after the fact for the {recomputed} records made "
+                     f"before comparisons did so (records without runs as measured): "
+                     f"{rollup(met_paired_by_program)}")
+    return "\n".join(lines)
 
 
 def summarize_known(results: list[ResultRecord]) -> str:
-    """Per program and level: comparisons, "more" verdicts, planted inside the CI; then all pooled."""
+    """Per program and level: comparisons, "more" verdicts, planted inside the CI; then all pooled, and
+    the earlier records re-read with the interval resampled by pairs."""
+    from wattson.profilers.stats import verdict_from_ratio
+
     cells: dict[tuple[str, int], list[dict]] = {}
     earlier_design = 0
     for record in of_phases(results, "known"):
@@ -381,6 +426,16 @@ def summarize_known(results: list[ResultRecord]) -> str:
     meets = [r["planted_interval_meets_ci"] for r in records if "planted_interval_meets_ci" in r]
     if meets:
         lines.append(f"planted size's own interval meets the CI: {sum(meets)} of {len(meets)} records that carry it")
+    recomputed = [(r, paired_from_runs(r)) for r in records if r.get("ratio_estimator") != PAIRED]
+    recomputed = [(r, e) for r, e in recomputed if e is not None and e.n >= 2]
+    if recomputed:
+        inside_paired = sum(e.ci_low <= r["planted_ratio"] <= e.ci_high for r, e in recomputed)
+        more_paired = sum(verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind == "more" for _, e in recomputed)
+        lines.append(f"resampled by pairs, recomputed after the fact from the runs of the {len(recomputed)} earlier "
+                     f"records that kept them: planted inside {inside_paired} of {len(recomputed)} (as measured: "
+                     f"{sum(r['planted_inside_ci'] for r, _ in recomputed)}); \"more\" "
+                     f"{more_paired} (as measured: "
+                     f"{sum(r['detected'] for r, _ in recomputed)})")
     if earlier_design:
         lines.append(f"left out: {earlier_design} records of the earlier design (burner on B's side only)")
     return "\n".join(lines)

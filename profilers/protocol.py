@@ -3,8 +3,10 @@
 profile() measures one program: warm-up runs (not counted), then trials, each after a cooldown, until
 the 95 % interval of the median energy is narrow enough (Budget.target_ci_half_width) or the budget
 is spent. compare() does the same for two programs interleaved A B B A A B B A ... on the same GPU,
-so slow drifts (temperature, clocks, neighbours) hit both alike, and stops on the interval of the
-ratio of medians B/A. Both say why they stopped and flag trials that ran under other conditions.
+so slow drifts (temperature, clocks, neighbours, a host CPU's speed) hit both alike, and stops on the
+interval of the ratio of medians B/A, resampled by trial pairs (A's k-th trial and B's k-th ran next
+to each other), so what drifts from pair to pair stays out of the interval. Both say why they stopped
+and flag trials that ran under other conditions.
 
 A run is passed in as `run_once`, a function that performs one measured execution (usually a
 closure over run.measured_run); it should pass the same `cancel` event to measured_run, so a
@@ -707,8 +709,7 @@ def compare(run_a: RunOnce, run_b: RunOnce, device: GpuDevice | None, budget: Bu
 
 def _key_ratio(a: _Series, b: _Series) -> Estimate | None:
     """The ratio the stopping rule watches: energy B/A, or time B/A without usable energy readings."""
-    return (_ratio_or_none(a.energies_mj(), b.energies_mj())
-            or _ratio_or_none(a.durations_s(), b.durations_s()))
+    return _pair_ratio_or_none(a, b, _energy_mj) or _pair_ratio_or_none(a, b, _duration_s)
 
 
 MIN_TRIALS_FOR_VERDICT = 2  # one run per side has no spread to judge by
@@ -727,20 +728,19 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
                          "period): no energy verdict; make the runs longer"]
     else:
         warnings_zero = []
-    if ea and eb and min(ea) > 0:
-        est = stats.ratio_of_medians(ea, eb)
+    est = _pair_ratio_or_none(series["A"], series["B"], _energy_mj) if ea and eb and min(ea) > 0 else None
+    if est is not None:
         verdict = stats.verdict_from_ratio(est.median, est.ci_low, est.ci_high,
-                                           min_effect=session.budget.min_effect,
-                                           single_pair=len(ea) < 2 and len(eb) < 2)
-        if min(len(ea), len(eb)) < MIN_TRIALS_FOR_VERDICT:
+                                           min_effect=session.budget.min_effect, single_pair=est.n < 2)
+        if est.n < MIN_TRIALS_FOR_VERDICT:
             # A bootstrap interval of one run is not an interval: never claim a difference.
             verdict = stats.Verdict(
                 kind="same", ratio=verdict.ratio, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
-                text=(f"no verdict: only {min(len(ea), len(eb))} trial(s) of each fit in the time budget "
+                text=(f"no verdict: only {est.n} trial(s) of each fit in the time budget "
                       f"(at least {MIN_TRIALS_FOR_VERDICT} are needed); raise max_wall_s"),
                 single_pair=verdict.single_pair)
-    time_ratio = _ratio_or_none(series["A"].durations_s(), series["B"].durations_s())
-    power_ratio = _ratio_or_none(series["A"].powers_mw(), series["B"].powers_mw())
+    time_ratio = _pair_ratio_or_none(series["A"], series["B"], _duration_s)
+    power_ratio = _pair_ratio_or_none(series["A"], series["B"], _power_mw)
     warnings = session.warnings + extra + warnings_zero + a.warnings + b.warnings
     if a.energy_source != b.energy_source and a.trials and b.trials:
         warnings.append(f"A and B were measured with different energy sources ({a.energy_source} vs "
@@ -765,7 +765,23 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
     )
 
 
-def _ratio_or_none(a: list[float], b: list[float]) -> Estimate | None:
-    if not a or not b or min(a) <= 0:  # a zero in A would make resampled ratios infinite
+def _energy_mj(run: RunMeasurement) -> float | None:
+    return run.energy_mj
+
+
+def _duration_s(run: RunMeasurement) -> float | None:
+    return run.duration_s
+
+
+def _power_mw(run: RunMeasurement) -> float | None:
+    return run.avg_power_mw
+
+
+def _pair_ratio_or_none(a: _Series, b: _Series, value: Callable[[RunMeasurement], float | None]) -> Estimate | None:
+    """B/A over the trial pairs that both have the value (A's k-th trial with B's k-th, which ran next
+    to each other: A B, then B A, ...). None without pairs, or when a value of A is zero or less."""
+    pairs = [(value(ra), value(rb)) for ra, rb in zip(a.runs, b.runs, strict=False)]
+    pairs = [(va, vb) for va, vb in pairs if va is not None and vb is not None]
+    if not pairs or min(va for va, _ in pairs) <= 0:
         return None
-    return stats.ratio_of_medians(a, b)
+    return stats.ratio_of_medians([va for va, _ in pairs], [vb for _, vb in pairs], paired=True)

@@ -5,9 +5,10 @@ random draw comes from a seeded `random.Random`: the same trials always give the
 
 - Point estimates are medians: one slow trial (a page fault storm, a neighbour on the node) moves a
   median far less than a mean.
-- Intervals are 95 % percentile-bootstrap intervals. For a ratio B/A the trials of A and of B are
-  resampled independently (they are separate runs, not pairs), and the statistic is
-  median(B*) / median(A*).
+- Intervals are 95 % percentile-bootstrap intervals. A ratio B/A is median(B) / median(A), and the
+  statistic resampled is median(B*) / median(A*). A comparison resamples whole pairs: A and B run
+  interleaved, so A's k-th trial and B's k-th ran next to each other, and a host that is slower or
+  faster for minutes at a time moves both alike. Unpaired samples are resampled independently.
 - Outliers are flagged with a MAD rule and reported; they are NOT removed. The median already resists
   them, and dropping trials after the fact would let a lucky cut decide a verdict.
 - A verdict says "less" or "more" only when the whole interval lies outside the band
@@ -126,15 +127,21 @@ def estimate(values: Sequence[float], *, confidence: float = DEFAULT_CONFIDENCE,
     return Estimate(median=median(values), ci_low=lo, ci_high=hi, n=len(values))
 
 
-def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, confidence: float = DEFAULT_CONFIDENCE,
-                     resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Estimate:
-    """median(b) / median(a) with a bootstrap interval; A and B are resampled independently.
+def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, paired: bool = False,
+                     confidence: float = DEFAULT_CONFIDENCE, resamples: int = DEFAULT_RESAMPLES,
+                     seed: int = DEFAULT_SEED) -> Estimate:
+    """median(b) / median(a) with a bootstrap interval of median(B*) / median(A*).
 
-    n is the smaller of the two sample sizes. With one value on each side the interval is the point.
+    Unpaired, A and B are resampled independently, and n is the smaller sample size. Paired, a[k] and
+    b[k] are one pair (they ran next to each other) and whole pairs are resampled: a slow drift that
+    moved both members of a pair alike then stays out of the interval. n is the number of pairs. With
+    one value on each side the interval is the point.
     """
     a, b = list(a), list(b)
     if not a or not b:
         _no_values()
+    if paired and len(a) != len(b):
+        raise ValueError(f"pairs need as many values of A as of B ({len(a)} and {len(b)})")
     med_a = median(a)
     if med_a == 0:
         raise ValueError("ratio of medians: the median of A is zero")
@@ -144,8 +151,11 @@ def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, confidence: floa
     rng = random.Random(seed)
     stats = []
     for _ in range(resamples):
-        ma = median(rng.choices(a, k=len(a)))
-        mb = median(rng.choices(b, k=len(b)))
+        if paired:
+            picks = rng.choices(range(len(a)), k=len(a))
+            ma, mb = median([a[k] for k in picks]), median([b[k] for k in picks])
+        else:
+            ma, mb = median(rng.choices(a, k=len(a))), median(rng.choices(b, k=len(b)))
         stats.append(mb / ma if ma else float("inf"))
     lo, hi = _interval(stats, confidence)
     return Estimate(median=point, ci_low=lo, ci_high=hi, n=min(len(a), len(b)))

@@ -43,6 +43,24 @@ def test_summary_counts_each_cell_and_pools_coverage_with_its_interval(tmp_path:
     assert "left out: 1 records of the earlier design" in out
 
 
+def test_earlier_records_with_runs_are_reread_resampled_by_pairs(tmp_path: Path):
+    # +10 % planted; the host drifted from pair to pair. The interval as measured (A and B resampled
+    # apart) was wide and missed nothing; resampled by pairs it is narrow and still holds +10 %.
+    speeds = [1.0, 1.3, 0.8, 1.2, 0.9, 1.25]
+    kept = {**record("spmv", 10, detected=False, inside=True), "planted_ratio": 1.1,
+            "runs": {"a": [{"energy_j": 100 * v} for v in speeds],
+                     "b": [{"energy_j": 110 * v * (1.001 if k % 2 else 0.999)} for k, v in enumerate(speeds)]}}
+    measured_paired = {**record("spmv", 10, detected=True, inside=True), "planted_ratio": 1.1,
+                       "ratio_estimator": "resampled by pairs", "runs": kept["runs"]}  # not re-read
+    path = tmp_path / "known.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [kept, measured_paired, record("nbody", 5, detected=True,
+                                                                                    inside=True)]) + "\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(path)], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert ("resampled by pairs, recomputed after the fact from the runs of the 1 earlier records that kept them: "
+            "planted inside 1 of 1 (as measured: 1); \"more\" 1 (as measured: 0)") in out
+
+
 def test_files_without_current_records_say_so(tmp_path: Path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"phase": "calibration"}) + "\n")

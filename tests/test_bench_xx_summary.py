@@ -29,15 +29,27 @@ def test_each_comparison_is_held_to_every_part_of_the_target(tmp_path: Path):
         xx("matrix-rotate", half=0.013, trials=2, elapsed_s=63),  # narrow from 2 runs: not an interval to trust
         xx("layout", half=0.004, elapsed_s=95),  # over 90 s
         xx("layout", kind="less", half=0.004),  # a false verdict
+        # Made before comparisons resampled by pairs: each pair drifted, B = A within it.
+        {**xx("colorwheel", half=0.05, trials=6, elapsed_s=80),
+         "runs": {"a": [{"energy_j": e} for e in (300.0, 360.0, 310.0, 350.0, 320.0, 340.0)],
+                  "b": [{"energy_j": e} for e in (301.0, 359.0, 311.0, 349.0, 321.0, 339.0)]}},
+        {**xx("nbody"), "ratio_estimator": "resampled by pairs"},
         {"phase": "known", "program": "layout", "target_pct": 5, "extra_iterations": 1, "detected": True,
          "planted_inside_ci": True},
     ]) + "\n")
     out = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(path)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     rows = [line.replace(" ", "") for line in out.splitlines() if line.startswith("| ") and "2026-12-07-h100" in line]
-    assert rows[0] == "|jacobi2d|2026-12-07-h100|no|same|1.000[0.990,1.010]|1.0%|5|50s|yes|"
-    assert rows[1].startswith("|colorwheel|2026-12-07-h100|15|same|") and rows[1].endswith("|8.8%|14|88s|no|")
-    assert [row.rsplit("|", 2)[1] for row in rows] == ["yes", "no", "no", "no", "no"]
-    assert ("comparisons per program: colorwheel 0 of 1; jacobi2d 1 of 1; layout 0 of 2; matrix-rotate 0 of 1"
-            in out)
+    assert rows[0] == "|jacobi2d|2026-12-07-h100|no|same|1.000[0.990,1.010]|1.0%|5|50s|yes|—(norunskept)|yes|"
+    assert rows[1].startswith("|colorwheel|2026-12-07-h100|15|same|") and "|8.8%|14|88s|no|" in rows[1]
+    assert [row.split("|")[9] for row in rows] == ["yes", "no", "no", "no", "no", "no", "yes"]
+    assert ("comparisons per program: colorwheel 0 of 2; jacobi2d 1 of 1; layout 0 of 2; matrix-rotate 0 of 1; "
+            "nbody 1 of 1" in out)
+    # Resampled by pairs, the drift cancels: the earlier record would have met the target.
+    recomputed = rows[5].split("|")
+    assert recomputed[10].startswith("same1.000[") and recomputed[10].endswith("(recomputed)")
+    assert recomputed[11] == "yes"
+    assert rows[6].split("|")[10:12] == ["(asmeasured)", "yes"]
+    assert ("read resampled by pairs, recomputed after the fact for the 1 records made before comparisons did so "
+            "(records without runs as measured): colorwheel 1 of 2;" in out)
     assert "planted inside the 95 % CI: 1 of 1" in out  # the other sections still follow

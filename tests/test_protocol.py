@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wattson.profilers import stats
 from wattson.profilers.device import DeviceState
 from wattson.profilers.fake import FakeDevice
 from wattson.profilers.protocol import (
@@ -79,6 +80,34 @@ def test_ten_percent_more_work_is_more_energy(tmp_path, gpu):
     assert v.ci_low - 0.02 <= 1.10 <= v.ci_high + 0.02
     assert result.a.energy_j is not None and result.b.energy_j is not None
     assert result.b.energy_j.median > result.a.energy_j.median
+
+
+def test_a_host_that_drifts_from_pair_to_pair_does_not_widen_the_ratio(tmp_path, gpu):
+    # Each pair of trials (A B, then B A, ...) runs at its own host speed, as on a VM whose CPU is
+    # slower for minutes at a time: both members of a pair do the same, so the pairs' resampling keeps
+    # the drift out of the ratio's interval.
+    device = gpu()
+    speeds = [1.0, 1.4, 0.8, 1.2, 0.9, 1.3]
+    calls = iter(range(100))
+
+    def run() -> RunMeasurement:
+        return runner(tmp_path, device, work=speeds[next(calls) // 2])()
+
+    result = compare(run, run, device, Budget(warmup_runs=0, min_trials=6, max_trials=6,
+                                              target_ci_half_width=0.001, cooldown_cap_s=0.05))
+    a = [t.energy_mj for t in result.a.trials]
+    b = [t.energy_mj for t in result.b.trials]
+    assert len(a) == len(b) == 6
+    v = result.energy_ratio
+    assert v.kind == "same" and v.ci_low <= 1.0 <= v.ci_high, v.text
+    paired_half = (v.ci_high - v.ci_low) / 2
+    assert paired_half < 0.05, v.text
+    # The same trials resampled as separate runs would see the drift as spread.
+    assert stats.ratio_of_medians(a, b).relative_half_width > 2 * paired_half
+    # Time is resampled by pairs too.
+    unpaired_time = stats.ratio_of_medians([t.duration_s for t in result.a.trials],
+                                           [t.duration_s for t in result.b.trials])
+    assert result.time_ratio.relative_half_width < unpaired_time.relative_half_width
 
 
 def test_profile_stops_when_the_interval_is_narrow(tmp_path, gpu):
