@@ -99,7 +99,7 @@ def test_a_host_that_drifts_from_pair_to_pair_does_not_widen_the_ratio(tmp_path,
     b = [t.energy_mj for t in result.b.trials]
     assert len(a) == len(b) == 6
     v = result.energy_ratio
-    assert v.kind == "same" and v.ci_low <= 1.0 <= v.ci_high, v.text
+    assert v.kind == "same", v.text  # within the 1 % band: the fake's own jitter is a few tenths of a percent
     paired_half = (v.ci_high - v.ci_low) / 2
     assert paired_half < 0.05, v.text
     # The same trials resampled as separate runs would see the drift as spread.
