@@ -709,7 +709,7 @@ def compare(run_a: RunOnce, run_b: RunOnce, device: GpuDevice | None, budget: Bu
 
 def _key_ratio(a: _Series, b: _Series) -> Estimate | None:
     """The ratio the stopping rule watches: energy B/A, or time B/A without usable energy readings."""
-    return _pair_ratio_or_none(a, b, _energy_mj) or _pair_ratio_or_none(a, b, _duration_s)
+    return _pair_ratio_or_none(a, b, "energy_mj") or _pair_ratio_or_none(a, b, "duration_s")
 
 
 MIN_TRIALS_FOR_VERDICT = 2  # one run per side has no spread to judge by
@@ -728,7 +728,7 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
                          "period): no energy verdict; make the runs longer"]
     else:
         warnings_zero = []
-    est = _pair_ratio_or_none(series["A"], series["B"], _energy_mj) if ea and eb and min(ea) > 0 else None
+    est = _pair_ratio_or_none(series["A"], series["B"], "energy_mj") if ea and eb and min(ea) > 0 else None
     if est is not None:
         verdict = stats.verdict_from_ratio(est.median, est.ci_low, est.ci_high,
                                            min_effect=session.budget.min_effect, single_pair=est.n < 2)
@@ -739,8 +739,8 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
                 text=(f"no verdict: only {est.n} trial(s) of each fit in the time budget "
                       f"(at least {MIN_TRIALS_FOR_VERDICT} are needed); raise max_wall_s"),
                 single_pair=verdict.single_pair)
-    time_ratio = _pair_ratio_or_none(series["A"], series["B"], _duration_s)
-    power_ratio = _pair_ratio_or_none(series["A"], series["B"], _power_mw)
+    time_ratio = _pair_ratio_or_none(series["A"], series["B"], "duration_s")
+    power_ratio = _pair_ratio_or_none(series["A"], series["B"], "avg_power_mw")
     warnings = session.warnings + extra + warnings_zero + a.warnings + b.warnings
     if a.energy_source != b.energy_source and a.trials and b.trials:
         warnings.append(f"A and B were measured with different energy sources ({a.energy_source} vs "
@@ -765,22 +765,11 @@ def _compare_result(series: dict[str, _Series], order: list[str], device: GpuDev
     )
 
 
-def _energy_mj(run: RunMeasurement) -> float | None:
-    return run.energy_mj
-
-
-def _duration_s(run: RunMeasurement) -> float | None:
-    return run.duration_s
-
-
-def _power_mw(run: RunMeasurement) -> float | None:
-    return run.avg_power_mw
-
-
-def _pair_ratio_or_none(a: _Series, b: _Series, value: Callable[[RunMeasurement], float | None]) -> Estimate | None:
-    """B/A over the trial pairs that both have the value (A's k-th trial with B's k-th, which ran next
-    to each other: A B, then B A, ...). None without pairs, or when a value of A is zero or less."""
-    pairs = [(value(ra), value(rb)) for ra, rb in zip(a.runs, b.runs, strict=False)]
+def _pair_ratio_or_none(a: _Series, b: _Series, field_name: str) -> Estimate | None:
+    """B/A of one RunMeasurement field over the trial pairs that both have it (A's k-th trial with B's
+    k-th, which ran next to each other: A B, then B A, ...). None without pairs, or when a value of A
+    is zero or less."""
+    pairs = [(getattr(ra, field_name), getattr(rb, field_name)) for ra, rb in zip(a.runs, b.runs, strict=False)]
     pairs = [(va, vb) for va, vb in pairs if va is not None and vb is not None]
     if not pairs or min(va for va, _ in pairs) <= 0:
         return None
