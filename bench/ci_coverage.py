@@ -36,24 +36,17 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from functools import partial
 from pathlib import Path
 from statistics import median, pstdev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measurement_quality import read_results  # noqa: E402
-from wattson.profilers.stats import estimate, ratio_of_medians, verdict_from_ratio  # noqa: E402
+from measurement_quality import median_of_pair_ratios, read_results  # noqa: E402
+from wattson.profilers.stats import ratio_of_medians, verdict_from_ratio  # noqa: E402
 
-
-def paired_ratio(a, b, **kw):
-    return ratio_of_medians(a, b, paired=True, **kw)
-
-
-def median_of_pair_ratios(a, b, **kw):
-    return estimate([y / x for x, y in zip(a, b, strict=True)], **kw)
-
-
+paired_ratio = partial(ratio_of_medians, paired=True)
 ESTIMATORS = {"pairs": paired_ratio, "unpaired": ratio_of_medians, "pair-ratios": median_of_pair_ratios}
 
 

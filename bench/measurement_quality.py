@@ -329,6 +329,14 @@ PAIRED = "resampled by pairs"  # how a comparison's interval is made (profilers/
 MIN_VALUES_FOR_INTERVAL = 5  # the protocol's minimum: a bootstrap interval from fewer runs comes out too narrow
 
 
+def median_of_pair_ratios(a, b, **resampling):
+    """The median of the per-pair ratios b[k] / a[k] with its bootstrap interval (whole pairs only): the
+    overhead phase's paired reading."""
+    from wattson.profilers.stats import estimate
+
+    return estimate([y / x for x, y in zip(a, b, strict=False)], **resampling)
+
+
 def paired_from_runs(record: dict):
     """The ratio B/A with its interval resampled by pairs (A's k-th run with B's k-th), recomputed from a
     record's runs for records made before comparisons did so; None without at least one pair."""
@@ -426,8 +434,8 @@ def summarize_known(results: list[ResultRecord]) -> str:
     meets = [r["planted_interval_meets_ci"] for r in records if "planted_interval_meets_ci" in r]
     if meets:
         lines.append(f"planted size's own interval meets the CI: {sum(meets)} of {len(meets)} records that carry it")
-    recomputed = [(r, paired_from_runs(r)) for r in records if r.get("ratio_estimator") != PAIRED]
-    recomputed = [(r, e) for r, e in recomputed if e is not None and e.n >= 2]
+    recomputed = [(r, e) for r in records if r.get("ratio_estimator") != PAIRED
+                  if (e := paired_from_runs(r)) is not None and e.n >= 2]
     if recomputed:
         inside_paired = sum(e.ci_low <= r["planted_ratio"] <= e.ci_high for r, e in recomputed)
         more_paired = sum(verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind == "more" for _, e in recomputed)
@@ -461,7 +469,7 @@ def summarize_overhead(results: list[ResultRecord]) -> str:
     median of the per-pair ratios, pairs resampled), since the phase runs each pair back to back with
     the order alternating: a slow drift of the host then cancels within a pair instead of widening both
     sides. The paired column was added after the unpaired one had been read (docs/benchmarks.md)."""
-    from wattson.profilers.stats import estimate, ratio_of_medians
+    from wattson.profilers.stats import ratio_of_medians
 
     rows, failed = [], []
     for record in of_phases(results, "overhead"):
@@ -473,7 +481,7 @@ def summarize_overhead(results: list[ResultRecord]) -> str:
         ratio = ratio_of_medians(plain, sampled)
         period = record.get("sample_period_s", 0.02)  # the phase's first form always sampled at 20 ms
         if "ci_low_pct" in record or "sample_period_s" in record:  # the alternating form: P S, S P, ...
-            paired = estimate([b / a for a, b in zip(plain, sampled, strict=False)])  # whole pairs only
+            paired = median_of_pair_ratios(plain, sampled)
             paired_cells = (f"{100 * (paired.median - 1):+.2f} % [{100 * (paired.ci_low - 1):+.2f}, "
                             f"{100 * (paired.ci_high - 1):+.2f}] | {_one_percent_shown(paired, pairs)}")
         else:  # the first form ran the plain run first in every pair: its pairs carry the order, not only the sampler
