@@ -51,12 +51,12 @@ int main()
 """
 
 
-def make_workspace(seconds: float = 0.3) -> dict:
+def make_workspace(seconds: float = 0.3, idle_w: float = 70) -> dict:
     """Creates the workspace, a fake-GPU spec and a history path; returns them with the server env."""
     root = Path(tempfile.mkdtemp(prefix="wattson-lsp-"))
     load_file = root / "gpu-load"
     load_file.write_text("0")
-    spec = {"devices": [{"name": "Fake H100", "idle_w": 70, "busy_w": 350, "load_file": str(load_file),
+    spec = {"devices": [{"name": "Fake H100", "idle_w": idle_w, "busy_w": 350, "load_file": str(load_file),
                          "settle_s": 0.05, "counter_period_s": 0.01, "noise_w": 0.5, "seed": 3}]}
     (root / "fake-gpu.json").write_text(json.dumps(spec))
     project = root / "project"
@@ -96,7 +96,7 @@ def make_optimize_workspace() -> dict:
     """A fake GPU, a history and the server's environment (with the fake LLM's key) for optimize tests.
 
     Projects come from `add_optimize_project`, one per test, each pointing at that test's fake LLM."""
-    ws = make_workspace()
+    ws = make_workspace(idle_w=IDLE_W)
     ws["env"].update({"ANTHROPIC_API_KEY": FAKE_API_KEY, "WATTSON_LOCK_DIR": str(ws["root"] / "locks")})
     return ws
 
@@ -113,10 +113,11 @@ def add_optimize_project(ws: dict, name: str, llm_base_url: str) -> Path:
     return source
 
 
-# Busy 0.2 s against 0.12 s is 28 J apart on the fake card: a run would have to start 0.4 s late
-# (idle watts) to flip a pair, which a loaded 2-core machine can do to 0.08 s runs 20 % apart. With
-# two trials a side one such run took the verdict away (seen in a full CI run); with three, the
-# medians need two.
+# Busy 0.2 s against 0.12 s is 28 J apart on the fake card. With three trials a side one pair sets
+# the interval's bound (the bootstrap draws it twice in a quarter of its resamples), so one candidate
+# run that starts late on a loaded machine, adding idle watts, takes the verdict away: at 70 W idle
+# 0.4 s late is enough (a full CI run lost it so); at 20 W it takes 1.4 s.
+IDLE_W = 20
 RUN_BUSY_S = 0.2
 TRIALS = 3
 CANDIDATE_WORK = 0.6

@@ -88,7 +88,7 @@ def test_steal_time_is_read_for_all_cpus_and_for_one():
     assert total is not None and cpu0 is not None and 0 <= cpu0 <= total
     assert hn.steal_now([0, 1])[1] is None  # not pinned to one CPU
     assert hn.steal_now([10**6])[1] is None  # no such CPU
-    assert hn.steal_delta_s(total, total + 0.5) == 0.5 and hn.steal_delta_s(None, 1.0) is None
+    assert hn.steal_delta_s(total, total + 0.5) == pytest.approx(0.5) and hn.steal_delta_s(None, 1.0) is None
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
