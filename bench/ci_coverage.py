@@ -1,6 +1,7 @@
 """How often the energy-ratio interval contains the true ratio, by trials per side (no GPU needed).
 
-    python bench/ci_coverage.py [--cv 0.01] [--ratio 1.05] [--repeats 400] [--drift-cv 0.05] [--estimator E]
+    python bench/ci_coverage.py [--cv 0.01] [--ratio 1.05] [--repeats 400] [--drift-cv 0.05] [--late P,X]
+        [--estimator E]
     python bench/ci_coverage.py --adaptive 5,8 --cv 0.01,0.02,0.03 --repeats 300
 
 
@@ -16,6 +17,11 @@ the interval: `pairs` (the default, a comparison's), `unpaired` (A and B resampl
 what comparisons did before 2026-12-07, and the overhead phase's unpaired column) or `pair-ratios`
 (the median of the per-pair ratios: the overhead phase's paired column), to set them side by side on
 the same draws.
+
+--late P,X makes each trial, with probability P, X more (0.3: +30 %): a run that started late and
+spent the wait at idle power. The last column says how often the verdict is the truth's ("less"
+below 0.99, "more" above 1.01, else "no detectable difference"): one late trial on the wrong side
+can take a real saving's verdict away.
 
 --adaptive MIN,... simulates the protocol's stopping rule instead of a fixed count: trials are added
 one per side until the interval's half-width reaches --target (after at least MIN trials) or
@@ -97,31 +103,46 @@ def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats
             **{kind: count / repeats for kind, count in kinds.items()}}
 
 
+def true_kind(ratio: float) -> str:
+    return verdict_from_ratio(ratio, ratio, ratio).kind
+
+
+def _lengthen(value: float, rng: random.Random, late: tuple[float, float]) -> float:
+    """A trial that, with probability late[0], started late and ran late[1] longer at idle power."""
+    return value * (1 + late[1]) if late[0] and rng.random() < late[0] else value
+
+
 def coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Random, drift_cv: float = 0.0,
-             estimator=paired_ratio) -> tuple[float, float]:
-    """(coverage, median relative half-width) of the interval from n trials per side; with drift_cv,
-    each pair's two trials share a host speed factor."""
-    inside, widths = 0, []
+             late: tuple[float, float] = (0.0, 0.0), estimator=paired_ratio) -> tuple[float, float, float]:
+    """(coverage, median relative half-width, share of verdicts that are the truth's) of the interval
+    from n trials per side; with drift_cv, each pair's two trials share a host speed factor; with
+    late = (p, x), each trial is x more with probability p."""
+    inside, right, widths = 0, 0, []
     for k in range(repeats):
         speeds = [rng.gauss(1.0, drift_cv) if drift_cv else 1.0 for _ in range(n)]
-        a = [s * rng.gauss(1.0, cv) for s in speeds]
-        b = [s * rng.gauss(ratio, cv * ratio) for s in speeds]
+        a = [_lengthen(s * rng.gauss(1.0, cv), rng, late) for s in speeds]
+        b = [_lengthen(s * rng.gauss(ratio, cv * ratio), rng, late) for s in speeds]
         e = estimator(a, b, resamples=500, seed=k)
         inside += e.ci_low <= ratio <= e.ci_high
+        right += verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind == true_kind(ratio)
         widths.append(e.relative_half_width)
-    return inside / repeats, median(widths)
+    return inside / repeats, median(widths), right / repeats
 
 
 def adaptive_coverage(min_trials: int, *, ratio: float, cv: float, repeats: int, target: float,
-                      max_trials: int, rng: random.Random, estimator=paired_ratio) -> tuple[float, float]:
-    """(coverage, mean trials per side) under the stop-when-narrow rule."""
-    inside, trials = 0, 0
+                      max_trials: int, rng: random.Random, late: tuple[float, float] = (0.0, 0.0),
+                      estimator=paired_ratio) -> tuple[float, float, float]:
+    """(coverage, mean trials per side, share of verdicts that are the truth's) under the
+    stop-when-narrow rule."""
+    inside, trials, right = 0, 0, 0
     for k in range(repeats):
-        e, n = _stop_when_narrow(lambda: (rng.gauss(1.0, cv), rng.gauss(ratio, cv * ratio)), min_trials,
-                                 target=target, max_trials=max_trials, seed=k, estimator=estimator)
+        e, n = _stop_when_narrow(lambda: (_lengthen(rng.gauss(1.0, cv), rng, late),
+                                          _lengthen(rng.gauss(ratio, cv * ratio), rng, late)),
+                                 min_trials, target=target, max_trials=max_trials, seed=k, estimator=estimator)
         inside += e.ci_low <= ratio <= e.ci_high
+        right += verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind == true_kind(ratio)
         trials += n
-    return inside / repeats, trials / repeats
+    return inside / repeats, trials / repeats, right / repeats
 
 
 def main() -> int:
@@ -139,6 +160,8 @@ def main() -> int:
     p.add_argument("--program", default=None, help="--from-runs: whose runs")
     p.add_argument("--drift-cv", type=float, default=0.0,
                    help="fixed counts: each pair's two trials share a host speed factor with this CV")
+    p.add_argument("--late", default=None, metavar="P,X",
+                   help="each simulated trial is X more (a late start at idle power) with probability P")
     p.add_argument("--estimator", choices=sorted(ESTIMATORS), default="pairs",
                    help="pairs: ratio of medians resampled by pairs (a comparison's); unpaired: A and B "
                         "resampled independently; pair-ratios: the median of per-pair ratios")
@@ -149,7 +172,16 @@ def main() -> int:
     ratios = [float(v) for v in args.ratio.split(",")]
     if len(ratios) > 1 and not args.from_runs:
         p.error("several --ratio values are for --from-runs; give one ratio here")
+    late = (0.0, 0.0)
+    if args.late:
+        try:
+            late_p, late_x = (float(v) for v in args.late.split(","))
+        except ValueError:
+            p.error(f"--late takes P,X (for example 0.1,0.3), not {args.late!r}")
+        late = (late_p, late_x)
     if args.from_runs:
+        if args.late:
+            p.error("--late is for simulated trials; measured runs carry their own late starts")
         if not args.program:
             p.error("--from-runs needs --program")
         pool = pooled_runs(args.from_runs, args.program)
@@ -168,22 +200,23 @@ def main() -> int:
                       f"{100 * r['same']:.1f} % | {100 * r['more']:.1f} % | {r['mean_trials']:.1f} |")
         return 0
     if args.adaptive:
-        print("| CV | min trials | coverage of the 95 % interval | mean trials per side |\n|---:|---:|---:|---:|")
+        print(f"| CV | min trials | coverage of the 95 % interval | mean trials per side "
+              f"| verdict \"{true_kind(ratios[0])}\" |\n|---:|---:|---:|---:|---:|")
         for cv in cvs:
             for m in (int(v) for v in args.adaptive.split(",")):
-                cov, mean_n = adaptive_coverage(m, ratio=ratios[0], cv=cv, repeats=args.repeats,
-                                                target=args.target, max_trials=args.max_trials,
-                                                rng=random.Random(1), estimator=estimator)
-                print(f"| {100 * cv:g} % | {m} | {100 * cov:.1f} % | {mean_n:.1f} |")
+                cov, mean_n, right = adaptive_coverage(m, ratio=ratios[0], cv=cv, repeats=args.repeats,
+                                                       target=args.target, max_trials=args.max_trials,
+                                                       rng=random.Random(1), late=late, estimator=estimator)
+                print(f"| {100 * cv:g} % | {m} | {100 * cov:.1f} % | {mean_n:.1f} | {100 * right:.1f} % |")
         return 0
     rng = random.Random(1)
-    print(f"| CV | trials per side | coverage of the 95 % interval ({name}) | median half-width |\n"
-          "|---:|---:|---:|---:|")
+    print(f"| CV | trials per side | coverage of the 95 % interval ({name}) | median half-width "
+          f"| verdict \"{true_kind(ratios[0])}\" |\n|---:|---:|---:|---:|---:|")
     for cv in cvs:
         for n in (int(v) for v in args.trials.split(",")):
-            cov, width = coverage(n, ratio=ratios[0], cv=cv, repeats=args.repeats, rng=rng, drift_cv=args.drift_cv,
-                                  estimator=estimator)
-            print(f"| {100 * cv:g} % | {n} | {100 * cov:.1f} % | {100 * width:.2f} % |")
+            cov, width, right = coverage(n, ratio=ratios[0], cv=cv, repeats=args.repeats, rng=rng,
+                                         drift_cv=args.drift_cv, late=late, estimator=estimator)
+            print(f"| {100 * cv:g} % | {n} | {100 * cov:.1f} % | {100 * width:.2f} % | {100 * right:.1f} % |")
     return 0
 
 

@@ -91,3 +91,14 @@ def test_from_runs_says_what_is_missing(tmp_path: Path):
     several = subprocess.run([sys.executable, str(SCRIPT), "--ratio", "1.0,1.1"], capture_output=True, text=True,
                              timeout=60)
     assert several.returncode == 2 and "several --ratio values are for --from-runs" in several.stderr
+
+
+def test_late_trials_take_a_real_savings_verdict_away_and_a_bad_late_is_refused():
+    # A 20 % saving with ±0.5 % trials is called "less" every time, until some trials run 50 % long.
+    steady = ("--trials", "5", "--cv", "0.005", "--ratio", "0.8", "--repeats", "60")
+    (clean,) = run(*steady)
+    (late,) = run(*steady, "--late", "0.3,0.5")
+    assert clean[4] == "100.0 %", clean
+    assert float(late[4].removesuffix(" %")) < 80.0, late
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--late", "0.3"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--late takes P,X" in bad.stderr
