@@ -87,6 +87,15 @@ def _stop_when_narrow(draw_pair, min_trials: int, *, target: float, max_trials: 
             return e, len(a)
 
 
+def true_kind(ratio: float) -> str:
+    return verdict_from_ratio(ratio, ratio, ratio).kind
+
+
+def _inside_and_kind(e, ratio: float) -> tuple[bool, str]:
+    """Whether the interval holds the true ratio, and the verdict a comparison would give."""
+    return e.ci_low <= ratio <= e.ci_high, verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind
+
+
 def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats: int, target: float,
                     max_trials: int, rng: random.Random, estimator=paired_ratio) -> dict[str, float]:
     """Coverage, verdict shares and mean trials per side when both sides are drawn from `pool`
@@ -96,15 +105,12 @@ def pooled_verdicts(pool: list[float], min_trials: int, *, ratio: float, repeats
     for k in range(repeats):
         e, n = _stop_when_narrow(lambda: (rng.choice(pool), ratio * rng.choice(pool)), min_trials,
                                  target=target, max_trials=max_trials, seed=k, estimator=estimator)
-        inside += e.ci_low <= ratio <= e.ci_high
-        kinds[verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind] += 1
+        held, kind = _inside_and_kind(e, ratio)
+        inside += held
+        kinds[kind] += 1
         trials += n
     return {"coverage": inside / repeats, "mean_trials": trials / repeats,
             **{kind: count / repeats for kind, count in kinds.items()}}
-
-
-def true_kind(ratio: float) -> str:
-    return verdict_from_ratio(ratio, ratio, ratio).kind
 
 
 def _lengthen(value: float, rng: random.Random, late: tuple[float, float]) -> float:
@@ -123,8 +129,9 @@ def coverage(n: int, *, ratio: float, cv: float, repeats: int, rng: random.Rando
         a = [_lengthen(s * rng.gauss(1.0, cv), rng, late) for s in speeds]
         b = [_lengthen(s * rng.gauss(ratio, cv * ratio), rng, late) for s in speeds]
         e = estimator(a, b, resamples=500, seed=k)
-        inside += e.ci_low <= ratio <= e.ci_high
-        right += verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind == true_kind(ratio)
+        held, kind = _inside_and_kind(e, ratio)
+        inside += held
+        right += kind == true_kind(ratio)
         widths.append(e.relative_half_width)
     return inside / repeats, median(widths), right / repeats
 
@@ -139,8 +146,9 @@ def adaptive_coverage(min_trials: int, *, ratio: float, cv: float, repeats: int,
         e, n = _stop_when_narrow(lambda: (_lengthen(rng.gauss(1.0, cv), rng, late),
                                           _lengthen(rng.gauss(ratio, cv * ratio), rng, late)),
                                  min_trials, target=target, max_trials=max_trials, seed=k, estimator=estimator)
-        inside += e.ci_low <= ratio <= e.ci_high
-        right += verdict_from_ratio(e.median, e.ci_low, e.ci_high).kind == true_kind(ratio)
+        held, kind = _inside_and_kind(e, ratio)
+        inside += held
+        right += kind == true_kind(ratio)
         trials += n
     return inside / repeats, trials / repeats, right / repeats
 
