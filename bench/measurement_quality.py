@@ -340,12 +340,12 @@ def median_of_pair_ratios(a, b, **resampling):
 def paired_from_runs(record: dict):
     """The ratio B/A with its interval resampled by pairs (A's k-th run with B's k-th), recomputed from a
     record's runs for records made before comparisons did so; None without at least one pair."""
-    from wattson.profilers.stats import ratio_of_medians
+    from wattson.profilers.stats import ratio_of_pairs
 
     runs = record.get("runs") or {}
     pairs = [(a["energy_j"], b["energy_j"]) for a, b in zip(runs.get("a") or [], runs.get("b") or [], strict=False)
              if a.get("energy_j") and b.get("energy_j")]
-    return ratio_of_medians([a for a, _ in pairs], [b for _, b in pairs], paired=True) if pairs else None
+    return ratio_of_pairs(pairs) if pairs else None
 
 
 def _xx_target_met(kind: str | None, half: float | None, trials: int, elapsed_s: float) -> bool:

@@ -773,4 +773,4 @@ def _pair_ratio_or_none(a: _Series, b: _Series, field_name: str) -> Estimate | N
     pairs = [(va, vb) for va, vb in pairs if va is not None and vb is not None]
     if not pairs or min(va for va, _ in pairs) <= 0:
         return None
-    return stats.ratio_of_medians([va for va, _ in pairs], [vb for _, vb in pairs], paired=True)
+    return stats.ratio_of_pairs(pairs)

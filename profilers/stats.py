@@ -161,6 +161,12 @@ def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, paired: bool = F
     return Estimate(median=point, ci_low=lo, ci_high=hi, n=min(len(a), len(b)))
 
 
+def ratio_of_pairs(pairs: Sequence[tuple[float, float]], **resampling) -> Estimate:
+    """ratio_of_medians of (a, b) pairs, resampled by pairs."""
+    a, b = zip(*pairs, strict=True) if pairs else ((), ())
+    return ratio_of_medians(a, b, paired=True, **resampling)
+
+
 def outlier_flags(values: Sequence[float], k: float = DEFAULT_OUTLIER_K) -> list[bool]:
     """True where |x - median| > k * 1.4826 * MAD: a robust "more than k sigma away".
 
